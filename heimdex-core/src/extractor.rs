@@ -1,0 +1,171 @@
+//! The [`Extractor`] trait: one pipeline stage that turns decoded media into sidecar data.
+
+use std::fmt::Debug;
+
+use crate::sidecar::{CustomBlock, Embeddings, ExtractorInfo, Faces, Ocr, Sidecar, Transcript};
+
+/// Errors of an extractor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// The input lacks something the stage needs (e.g. no audio track for ASR).
+    #[error("missing input: {what}")]
+    MissingInput {
+        /// What is missing.
+        what: String,
+    },
+    /// The model could not be loaded or run.
+    #[error("model {model}: {reason}")]
+    Model {
+        /// Model name.
+        model: String,
+        /// Why.
+        reason: String,
+    },
+    /// Any other failure of the stage.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What a stage needs from the single decode pass and from other stages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Needs {
+    /// One RGB keyframe per shot.
+    pub keyframes: bool,
+    /// The audio track as 16 kHz mono f32.
+    pub audio_16k: bool,
+    /// Names of stages whose output (in the sidecar) must exist first.
+    pub after: Vec<String>,
+}
+
+impl Needs {
+    /// Needs keyframes.
+    pub fn keyframes() -> Self {
+        Self {
+            keyframes: true,
+            ..Self::default()
+        }
+    }
+    /// Needs 16 kHz mono audio.
+    pub fn audio() -> Self {
+        Self {
+            audio_16k: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// A decoded keyframe, borrowed from the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameRef<'a> {
+    /// Shot the keyframe represents.
+    pub shot_index: u32,
+    /// Presentation time in seconds.
+    pub time_s: f64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Packed RGB24, `width * height * 3` bytes.
+    pub rgb: &'a [u8],
+}
+
+/// Everything a stage may read. Built by the pipeline after the single decode pass.
+#[non_exhaustive]
+pub struct ExtractContext<'a> {
+    /// The sidecar so far (technical metadata, shots, earlier stages).
+    pub sidecar: &'a Sidecar,
+    /// One keyframe per shot (empty unless [`Needs::keyframes`]).
+    pub keyframes: &'a [FrameRef<'a>],
+    /// 16 kHz mono audio (`None` unless [`Needs::audio_16k`] and the asset has audio).
+    pub audio_16k: Option<&'a [f32]>,
+    /// Report progress of this stage in 0..=100.
+    pub progress: &'a (dyn Fn(f32) + Sync),
+}
+
+impl std::fmt::Debug for ExtractContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtractContext")
+            .field("asset", &self.sidecar.asset.key)
+            .field("keyframes", &self.keyframes.len())
+            .field("audio_16k", &self.audio_16k.map(<[f32]>::len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ExtractContext<'a> {
+    /// A context over `sidecar`, keyframes and audio.
+    pub fn new(
+        sidecar: &'a Sidecar,
+        keyframes: &'a [FrameRef<'a>],
+        audio_16k: Option<&'a [f32]>,
+        progress: &'a (dyn Fn(f32) + Sync),
+    ) -> Self {
+        Self {
+            sidecar,
+            keyframes,
+            audio_16k,
+            progress,
+        }
+    }
+}
+
+/// A stage's typed output; the runner stores it in the matching sidecar block.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StageData {
+    /// Goes to `sidecar.transcript`.
+    Transcript(Transcript),
+    /// Goes to `sidecar.ocr`.
+    Ocr(Ocr),
+    /// Goes to `sidecar.faces`.
+    Faces(Faces),
+    /// Goes to `sidecar.embeddings`.
+    Embeddings(Embeddings),
+    /// Goes to `sidecar.extensions[extractor name]`; its spans become searchable segments.
+    Custom(CustomBlock),
+}
+
+/// One pipeline stage.
+///
+/// # Contract
+/// - Pure with respect to its inputs: the same context and the same [`info`](Extractor::info)
+///   give the same output, so a stage whose recorded [`ExtractorInfo`] equals the configured
+///   one is skipped on re-index, and a changed one re-runs alone.
+/// - [`info`](Extractor::info) is cheap and stable: name, version, model identity and the
+///   parameters that change the output.
+/// - [`extract`](Extractor::extract) is synchronous and may be CPU-heavy; the runner calls it
+///   on a blocking thread, never on the async runtime. It must not panic on bad media: it
+///   returns [`ExtractError`] and the job fails with the stage's name and that reason.
+/// - It reads only what [`needs`](Extractor::needs) declares; the media is decoded once and
+///   shared by every stage.
+pub trait Extractor: Send + Sync + Debug {
+    /// Identity of the stage (name, version, model, params).
+    fn info(&self) -> ExtractorInfo;
+
+    /// What the stage needs.
+    fn needs(&self) -> Needs;
+
+    /// Run the stage.
+    fn extract(&self, ctx: &ExtractContext<'_>) -> Result<StageData, ExtractError>;
+}
+
+/// Store the `data` of the stage identified by `info` into `sidecar`, stamped with `elapsed_ms`.
+pub fn apply_stage(sidecar: &mut Sidecar, info: ExtractorInfo, elapsed_ms: u64, data: StageData) {
+    use crate::sidecar::StageBlock;
+    match data {
+        StageData::Transcript(t) => sidecar.transcript = Some(StageBlock::new(info, elapsed_ms, t)),
+        StageData::Ocr(o) => sidecar.ocr = Some(StageBlock::new(info, elapsed_ms, o)),
+        StageData::Faces(f) => sidecar.faces = Some(StageBlock::new(info, elapsed_ms, f)),
+        StageData::Embeddings(e) => {
+            sidecar.embeddings = Some(StageBlock::new(info, elapsed_ms, e))
+        }
+        StageData::Custom(v) => {
+            let name = info.name.clone();
+            sidecar
+                .extensions
+                .insert(name, StageBlock::new(info, elapsed_ms, v));
+        }
+    }
+}

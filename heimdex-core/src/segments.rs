@@ -1,0 +1,206 @@
+//! Turning a sidecar into searchable, time-coded segments.
+//!
+//! Everything searchable is derived from the sidecar, so the index can always be rebuilt
+//! from sidecars alone.
+
+use std::collections::BTreeMap;
+
+use crate::index::IndexDoc;
+use crate::model::{AssetId, Segment, SegmentKind, SourceId, TenantId};
+use crate::sidecar::{Sidecar, StreamKind, Technical};
+
+/// Segments of one asset: one for the whole asset (path and technical metadata), one per
+/// shot (visual descriptors), one per custom span, and (when present) transcript windows and
+/// OCR lines.
+pub fn from_sidecar(sidecar: &Sidecar) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let duration = sidecar.duration_s().unwrap_or(0.0);
+    let mut asset_text = path_words(&sidecar.asset.key);
+    if let Some(t) = &sidecar.technical {
+        asset_text.push(' ');
+        asset_text.push_str(&technical_words(&t.data));
+    }
+    let first_thumb = sidecar.shots.as_ref().and_then(|s| {
+        s.data
+            .shots
+            .iter()
+            .find_map(|sh| sh.keyframe.as_ref().map(|k| k.thumbnail.clone()))
+    });
+    out.push(Segment {
+        id: "asset".into(),
+        kind: SegmentKind::Asset,
+        start_s: 0.0,
+        end_s: duration,
+        text: asset_text,
+        thumbnail: first_thumb,
+        tags: vec![],
+    });
+    if let Some(shots) = &sidecar.shots {
+        for shot in &shots.data.shots {
+            let mut text = format!("shot {}", shot.index + 1);
+            for d in &shot.descriptors {
+                text.push(' ');
+                text.push_str(d);
+            }
+            out.push(Segment {
+                id: format!("shot-{:05}", shot.index),
+                kind: SegmentKind::Shot,
+                start_s: shot.start_s,
+                end_s: shot.end_s,
+                text,
+                thumbnail: shot.keyframe.as_ref().map(|k| k.thumbnail.clone()),
+                tags: vec![],
+            });
+        }
+    }
+    if let Some(tr) = &sidecar.transcript {
+        for (i, seg) in tr.data.segments.iter().enumerate() {
+            out.push(Segment {
+                id: format!("transcript-{i:05}"),
+                kind: SegmentKind::Transcript,
+                start_s: seg.start_s,
+                end_s: seg.end_s,
+                text: seg.text.trim().to_owned(),
+                thumbnail: None,
+                tags: tr.data.language.iter().map(|l| format!("lang:{l}")).collect(),
+            });
+        }
+    }
+    if let Some(ocr) = &sidecar.ocr {
+        for (i, line) in ocr.data.lines.iter().enumerate() {
+            out.push(Segment {
+                id: format!("ocr-{i:05}"),
+                kind: SegmentKind::Ocr,
+                start_s: line.start_s,
+                end_s: line.end_s,
+                text: line.text.clone(),
+                thumbnail: None,
+                tags: vec![],
+            });
+        }
+    }
+    for (name, block) in &sidecar.extensions {
+        for (i, span) in block.data.spans.iter().enumerate() {
+            out.push(Segment {
+                id: format!("{name}-{i:05}"),
+                kind: SegmentKind::Custom,
+                start_s: span.start_s,
+                end_s: span.end_s,
+                text: span.text.clone(),
+                thumbnail: None,
+                tags: span.tags.clone(),
+            });
+        }
+    }
+    // Segments without a thumbnail borrow the keyframe of the shot they start in.
+    if let Some(shots) = &sidecar.shots {
+        for seg in out.iter_mut().filter(|s| s.thumbnail.is_none()) {
+            seg.thumbnail = shots
+                .data
+                .shots
+                .iter()
+                .find(|sh| seg.start_s >= sh.start_s && seg.start_s < sh.end_s)
+                .and_then(|sh| sh.keyframe.as_ref().map(|k| k.thumbnail.clone()));
+        }
+    }
+    out
+}
+
+/// Index documents of one asset.
+pub fn index_docs(
+    tenant: &TenantId,
+    source: &SourceId,
+    asset: &AssetId,
+    path: &str,
+    segments: &[Segment],
+) -> Vec<IndexDoc> {
+    segments
+        .iter()
+        .map(|s| IndexDoc {
+            tenant: tenant.clone(),
+            source: source.clone(),
+            asset: asset.clone(),
+            segment: s.id.clone(),
+            kind: s.kind,
+            path: path.to_owned(),
+            start_s: s.start_s,
+            end_s: s.end_s,
+            text: s.text.clone(),
+            thumbnail: s.thumbnail.clone(),
+            tags: s.tags.clone(),
+            vectors: BTreeMap::new(),
+        })
+        .collect()
+}
+
+/// The words of a path: its components, its file name and that name split at `_ - .`.
+fn path_words(path: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    for part in path.split('/') {
+        if part.is_empty() {
+            continue;
+        }
+        words.push(part.to_owned());
+        let split: Vec<&str> = part
+            .split(|c: char| c == '_' || c == '-' || c == '.' || c == ' ')
+            .filter(|w| !w.is_empty())
+            .collect();
+        if split.len() > 1 {
+            words.extend(split.iter().map(|w| (*w).to_owned()));
+        }
+    }
+    words.join(" ")
+}
+
+/// Searchable words for technical metadata: container, codecs, resolution class, fps, audio.
+fn technical_words(t: &Technical) -> String {
+    let mut w: Vec<String> = Vec::new();
+    if let Some(long) = &t.container_long {
+        w.push(long.clone());
+    }
+    w.extend(t.container.split(',').map(str::to_owned));
+    for s in &t.streams {
+        w.push(s.codec.clone());
+        if s.kind == StreamKind::Video {
+            if let (Some(width), Some(height)) = (s.width, s.height) {
+                w.push(format!("{width}x{height}"));
+                w.push(format!("{height}p"));
+                let class = match height {
+                    h if h >= 2160 => "uhd 4k",
+                    h if h >= 1080 => "hd fullhd",
+                    h if h >= 720 => "hd",
+                    _ => "sd",
+                };
+                w.push(class.to_owned());
+                w.push(if width > height { "landscape" } else { "portrait" }.to_owned());
+            }
+            if let Some(fps) = s.fps {
+                w.push(format!("{}fps", fps.round() as i64));
+            }
+        }
+    }
+    let has_audio = t.streams.iter().any(|s| s.kind == StreamKind::Audio);
+    w.push(if has_audio { "audio sound" } else { "silent noaudio" }.to_owned());
+    if let Some(c) = &t.creation_time {
+        w.push(c.clone());
+    }
+    for (k, v) in &t.tags {
+        if matches!(k.as_str(), "title" | "comment" | "description" | "artist" | "album" | "keywords") {
+            w.push(v.clone());
+        }
+    }
+    w.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_words_split_names() {
+        assert_eq!(
+            path_words("q2/sunset_over-mountains.mp4"),
+            "q2 sunset_over-mountains.mp4 sunset over mountains mp4"
+        );
+    }
+}
