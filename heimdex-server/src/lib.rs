@@ -1,1 +1,8 @@
-//! placeholder
+//! # heimdex-server
+//!
+//! The reference stack: backends that need more than the core (SQLite store, persisted
+//! in-process queue), the engine that wires Connector → Store → Queue → pipeline → Index,
+//! and the `heimdex` command-line tool.
+
+pub mod queue;
+pub mod store;
