@@ -1,1 +1,397 @@
-//! Conformance suite for the `Queue` trait (being written).
+//! Conformance suite for the [`Queue`] trait.
+//!
+//! Build the queue under test fresh and empty with a short [`RetryPolicy`] (for example
+//! `max_attempts: 3, base_backoff: 100 ms, max_backoff: 1 s`) and call [`run_all`]. The suite
+//! reads [`Queue::retry_policy`] instead of assuming one; it needs `max_attempts >= 2`, and its
+//! running time grows with the backoff (about 1.5 s with the policy above).
+//!
+//! Every scenario settles all messages it enqueued (dead letters stay, and are found by job
+//! id), so scenarios can share one queue. A failing scenario panics with its name.
+//!
+//! Scenarios:
+//! - [`enqueue_reserve_ack`]: one message through, then the queue is empty.
+//! - [`fifo_order`]: messages come out in enqueue order.
+//! - [`duplicate_enqueue_is_noop`]: enqueuing a queued (ready or reserved) job adds nothing.
+//! - [`reserved_is_invisible`]: a reserved message is not handed out twice.
+//! - [`lease_expiry_redelivers`]: an expired lease redelivers with `attempt + 1`; the old
+//!   receipt is stale for ack, nack and extend; a settled receipt is stale too.
+//! - [`nack_backoff`]: nack → `Retry{after: policy.backoff(attempt)}`, hidden until then.
+//! - [`dead_letter_after_max_attempts`]: the last nack dead-letters, with reason and attempts;
+//!   enqueuing the job again makes it deliverable from attempt 1.
+//! - [`extend_keeps_lease`]: extend keeps a delivery past its original visibility.
+//! - [`stats_counts`]: ready, delayed, in-flight and dead counts.
+//! - [`durability`] (only with a [`Reopen`] function): enqueued, reserved-unacked and
+//!   nacked messages all survive reopening the queue.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::model::{JobId, TenantId};
+use crate::queue::{Delivery, NackOutcome, Queue, QueueError, QueueMessage, QueueStats};
+
+use super::store::run_scenario;
+
+/// Opens the queue under test again on the same durable state, as a restarted process would.
+/// Used by [`durability`]; pass `None` to [`run_all`] for a queue that is not durable.
+pub type Reopen = dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn Queue>> + Send>> + Send + Sync;
+
+/// A lease long enough never to expire during a scenario.
+const LONG: Duration = Duration::from_secs(30);
+/// A short lease that scenarios let expire.
+const SHORT: Duration = Duration::from_millis(200);
+/// Slack added to sleeps so that a deadline has surely passed.
+const SLACK: Duration = Duration::from_millis(60);
+
+/// Run every scenario in order; `reopen` enables [`durability`]. Panics naming the failing
+/// scenario.
+pub async fn run_all(queue: &dyn Queue, reopen: Option<&Reopen>) {
+    let policy = queue.retry_policy();
+    assert!(
+        policy.max_attempts >= 2,
+        "queue conformance needs a RetryPolicy with max_attempts >= 2, got {policy:?}"
+    );
+    let q = "queue";
+    run_scenario(q, "enqueue_reserve_ack", enqueue_reserve_ack(queue)).await;
+    run_scenario(q, "fifo_order", fifo_order(queue)).await;
+    run_scenario(q, "duplicate_enqueue_is_noop", duplicate_enqueue_is_noop(queue)).await;
+    run_scenario(q, "reserved_is_invisible", reserved_is_invisible(queue)).await;
+    run_scenario(q, "lease_expiry_redelivers", lease_expiry_redelivers(queue)).await;
+    run_scenario(q, "nack_backoff", nack_backoff(queue)).await;
+    run_scenario(q, "dead_letter_after_max_attempts", dead_letter_after_max_attempts(queue)).await;
+    run_scenario(q, "extend_keeps_lease", extend_keeps_lease(queue)).await;
+    run_scenario(q, "stats_counts", stats_counts(queue)).await;
+    match reopen {
+        Some(reopen) => run_scenario(q, "durability", durability(queue, reopen)).await,
+        None => eprintln!("queue conformance: skipping `durability` (no reopen function given)"),
+    }
+}
+
+fn ok<T>(what: &str, r: Result<T, QueueError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: unexpected error: {e}"),
+    }
+}
+
+fn message() -> QueueMessage {
+    QueueMessage {
+        tenant: TenantId::new("conf-queue"),
+        job: JobId::random(),
+    }
+}
+
+async fn reserve_some(queue: &dyn Queue, visibility: Duration, what: &str) -> Delivery {
+    match ok(what, queue.reserve(visibility).await) {
+        Some(d) => d,
+        None => panic!("{what}: expected a delivery, the queue was empty"),
+    }
+}
+
+async fn assert_empty(queue: &dyn Queue, what: &str) {
+    if let Some(d) = ok(what, queue.reserve(LONG).await) {
+        panic!("{what}: expected no deliverable message, got {d:?}");
+    }
+}
+
+fn assert_stale(r: Result<impl std::fmt::Debug, QueueError>, what: &str) {
+    assert!(
+        matches!(r, Err(QueueError::StaleReceipt { .. })),
+        "{what}: expected StaleReceipt, got {r:?}"
+    );
+}
+
+async fn stats(queue: &dyn Queue) -> QueueStats {
+    ok("stats", queue.stats().await)
+}
+
+/// Enqueue, reserve, ack; then nothing is left.
+pub async fn enqueue_reserve_ack(queue: &dyn Queue) {
+    assert_empty(queue, "fresh queue").await;
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    let d = reserve_some(queue, LONG, "reserve").await;
+    assert_eq!(d.message, m);
+    assert_eq!(d.attempt, 1, "first delivery is attempt 1");
+    assert!(!d.receipt.is_empty(), "receipt must not be empty");
+    ok("ack", queue.ack(&d).await);
+    assert_empty(queue, "after ack").await;
+    let s = stats(queue).await;
+    assert_eq!((s.ready, s.delayed, s.in_flight), (0, 0, 0), "after ack: {s:?}");
+}
+
+/// Messages enqueued one after the other are delivered in that order.
+pub async fn fifo_order(queue: &dyn Queue) {
+    let msgs: Vec<QueueMessage> = (0..5).map(|_| message()).collect();
+    for m in &msgs {
+        ok("enqueue", queue.enqueue(m).await);
+    }
+    let mut got = Vec::new();
+    for _ in 0..msgs.len() {
+        got.push(reserve_some(queue, LONG, "reserve").await);
+    }
+    assert_empty(queue, "after draining").await;
+    let order: Vec<QueueMessage> = got.iter().map(|d| d.message.clone()).collect();
+    assert_eq!(order, msgs, "FIFO order");
+    for d in &got {
+        ok("ack", queue.ack(d).await);
+    }
+}
+
+/// Enqueuing a job that is already queued (ready or reserved) adds nothing.
+pub async fn duplicate_enqueue_is_noop(queue: &dyn Queue) {
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    ok("enqueue again", queue.enqueue(&m).await);
+    let s = stats(queue).await;
+    assert_eq!(s.ready, 1, "duplicate enqueue must not add a message: {s:?}");
+    let d = reserve_some(queue, LONG, "reserve").await;
+    assert_eq!(d.message, m);
+    assert_empty(queue, "only one copy").await;
+
+    // Enqueued again while reserved: still one message, the lease stays intact.
+    ok("enqueue while reserved", queue.enqueue(&m).await);
+    assert_empty(queue, "still reserved").await;
+    ok("ack", queue.ack(&d).await);
+    assert_empty(queue, "after ack").await;
+}
+
+/// A reserved message is invisible to other reservers while its lease lasts.
+pub async fn reserved_is_invisible(queue: &dyn Queue) {
+    let a = message();
+    let b = message();
+    ok("enqueue a", queue.enqueue(&a).await);
+    ok("enqueue b", queue.enqueue(&b).await);
+    let da = reserve_some(queue, LONG, "reserve a").await;
+    let db = reserve_some(queue, LONG, "reserve b").await;
+    assert_eq!(da.message, a);
+    assert_eq!(db.message, b, "the second reserve gets the other message");
+    assert_ne!(da.receipt, db.receipt, "receipts are per delivery");
+    assert_empty(queue, "both reserved").await;
+    ok("ack b", queue.ack(&db).await);
+    ok("ack a", queue.ack(&da).await);
+}
+
+/// An expired lease redelivers the message with `attempt + 1` and a new receipt; the old
+/// receipt can no longer settle or extend it.
+pub async fn lease_expiry_redelivers(queue: &dyn Queue) {
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    let first = reserve_some(queue, SHORT, "reserve").await;
+    assert_empty(queue, "during the lease").await;
+    tokio::time::sleep(SHORT + SLACK).await;
+
+    let second = reserve_some(queue, LONG, "redelivery after lease expiry").await;
+    assert_eq!(second.message, m);
+    assert_eq!(second.attempt, first.attempt + 1, "redelivery increments the attempt");
+    assert_ne!(second.receipt, first.receipt, "a redelivery has a new receipt");
+
+    assert_stale(queue.ack(&first).await, "ack with the old receipt");
+    assert_stale(queue.nack(&first, "late").await, "nack with the old receipt");
+    assert_stale(queue.extend(&first, LONG).await, "extend with the old receipt");
+
+    ok("ack with the new receipt", queue.ack(&second).await);
+    assert_stale(queue.ack(&second).await, "ack of a settled delivery");
+    assert_stale(queue.nack(&second, "x").await, "nack of a settled delivery");
+    assert_empty(queue, "after ack").await;
+
+    // A lease that expired without redelivery is stale as well.
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    let d = reserve_some(queue, SHORT, "reserve").await;
+    tokio::time::sleep(SHORT + SLACK).await;
+    assert_stale(queue.ack(&d).await, "ack after the lease expired");
+    let again = reserve_some(queue, LONG, "redelivery").await;
+    assert_eq!(again.message, m);
+    ok("ack", queue.ack(&again).await);
+}
+
+/// Nack schedules a retry after the policy's backoff; the message is hidden until then.
+pub async fn nack_backoff(queue: &dyn Queue) {
+    let policy = queue.retry_policy();
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    let d = reserve_some(queue, LONG, "reserve").await;
+    let nacked_at = Instant::now();
+    let outcome = ok("nack", queue.nack(&d, "transient").await);
+    let backoff = policy.backoff(d.attempt);
+    assert_eq!(outcome, NackOutcome::Retry { after: backoff });
+
+    let early = ok("reserve during backoff", queue.reserve(LONG).await);
+    if nacked_at.elapsed() < backoff {
+        assert!(early.is_none(), "delivered before its backoff: {early:?}");
+    } else {
+        eprintln!("queue conformance: nack_backoff: machine too slow to check the early reserve");
+    }
+    let d2 = match early {
+        Some(d2) => d2,
+        None => {
+            tokio::time::sleep(backoff.saturating_sub(nacked_at.elapsed()) + SLACK).await;
+            reserve_some(queue, LONG, "reserve after backoff").await
+        }
+    };
+    assert_eq!(d2.message, m);
+    assert_eq!(d2.attempt, d.attempt + 1);
+    assert_stale(queue.ack(&d).await, "ack of the nacked delivery");
+    ok("ack", queue.ack(&d2).await);
+    assert_empty(queue, "after ack").await;
+}
+
+/// The nack of attempt `max_attempts` dead-letters the message with its reason and attempts.
+pub async fn dead_letter_after_max_attempts(queue: &dyn Queue) {
+    let policy = queue.retry_policy();
+    let dead_before = stats(queue).await.dead;
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    let mut last = None;
+    for attempt in 1..=policy.max_attempts {
+        let d = match ok("reserve", queue.reserve(LONG).await) {
+            Some(d) => d,
+            None => {
+                tokio::time::sleep(policy.backoff(attempt - 1) + SLACK).await;
+                reserve_some(queue, LONG, "reserve after backoff").await
+            }
+        };
+        assert_eq!(d.message, m);
+        assert_eq!(d.attempt, attempt);
+        let reason = format!("boom #{attempt}");
+        let outcome = ok("nack", queue.nack(&d, &reason).await);
+        if attempt < policy.max_attempts {
+            assert_eq!(outcome, NackOutcome::Retry { after: policy.backoff(attempt) });
+            tokio::time::sleep(policy.backoff(attempt) + SLACK).await;
+        } else {
+            assert_eq!(outcome, NackOutcome::DeadLettered, "attempt {attempt} is the last");
+        }
+        last = Some(d);
+    }
+    assert_empty(queue, "dead letters are not delivered").await;
+    if let Some(d) = &last {
+        assert_stale(queue.ack(d).await, "ack of a dead-lettered delivery");
+    }
+    let s = stats(queue).await;
+    assert_eq!(s.dead, dead_before + 1, "{s:?}");
+    let letters = ok("dead_letters", queue.dead_letters().await);
+    let ours: Vec<_> = letters.iter().filter(|l| l.message == m).collect();
+    assert_eq!(ours.len(), 1, "exactly one dead letter for the job: {letters:?}");
+    assert_eq!(ours[0].reason, format!("boom #{}", policy.max_attempts));
+    assert_eq!(ours[0].attempts, policy.max_attempts);
+
+    // Enqueuing a dead job again makes it deliverable, starting over at attempt 1.
+    ok("enqueue dead job again", queue.enqueue(&m).await);
+    let d = reserve_some(queue, LONG, "reserve revived").await;
+    assert_eq!(d.message, m);
+    assert_eq!(d.attempt, 1, "a re-enqueued job starts over");
+    ok("ack revived", queue.ack(&d).await);
+    assert_empty(queue, "after ack").await;
+}
+
+/// Extending a lease keeps the delivery valid past its original visibility.
+pub async fn extend_keeps_lease(queue: &dyn Queue) {
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    let d = reserve_some(queue, SHORT, "reserve").await;
+    tokio::time::sleep(SHORT / 2).await;
+    ok("extend", queue.extend(&d, SHORT * 3).await);
+    tokio::time::sleep(SHORT / 2 + SLACK + SLACK).await;
+    // Past the original lease: still reserved, still ours.
+    assert_empty(queue, "extended lease").await;
+    ok("extend again", queue.extend(&d, LONG).await);
+    ok("ack after the original lease", queue.ack(&d).await);
+    assert_empty(queue, "after ack").await;
+}
+
+/// Stats count ready, delayed, in-flight and dead messages.
+pub async fn stats_counts(queue: &dyn Queue) {
+    let policy = queue.retry_policy();
+    let base = stats(queue).await;
+    assert_eq!(
+        (base.ready, base.delayed, base.in_flight),
+        (0, 0, 0),
+        "previous scenarios settled everything: {base:?}"
+    );
+    let msgs: Vec<QueueMessage> = (0..4).map(|_| message()).collect();
+    for m in &msgs {
+        ok("enqueue", queue.enqueue(m).await);
+    }
+    let s = stats(queue).await;
+    assert_eq!((s.ready, s.delayed, s.in_flight, s.dead), (4, 0, 0, base.dead), "{s:?}");
+
+    let a = reserve_some(queue, LONG, "reserve a").await;
+    let s = stats(queue).await;
+    assert_eq!((s.ready, s.delayed, s.in_flight), (3, 0, 1), "{s:?}");
+
+    let b = reserve_some(queue, LONG, "reserve b").await;
+    let nacked_at = Instant::now();
+    ok("nack b", queue.nack(&b, "later").await);
+    let s = stats(queue).await;
+    if nacked_at.elapsed() < policy.backoff(b.attempt) {
+        assert_eq!((s.ready, s.delayed, s.in_flight), (2, 1, 1), "{s:?}");
+    } else {
+        eprintln!("queue conformance: stats_counts: machine too slow to check `delayed`");
+    }
+
+    // An expired lease counts as ready again, not in flight.
+    let c = reserve_some(queue, SHORT, "reserve c").await;
+    tokio::time::sleep(policy.backoff(b.attempt).max(SHORT) + SLACK).await;
+    let s = stats(queue).await;
+    assert_eq!((s.ready, s.delayed, s.in_flight, s.dead), (3, 0, 1, base.dead), "{s:?}");
+
+    ok("ack a", queue.ack(&a).await);
+    assert_stale(queue.ack(&c).await, "ack of c after its lease");
+    for _ in 0..3 {
+        let d = reserve_some(queue, LONG, "drain").await;
+        ok("ack", queue.ack(&d).await);
+    }
+    let s = stats(queue).await;
+    assert_eq!((s.ready, s.delayed, s.in_flight, s.dead), (0, 0, 0, base.dead), "{s:?}");
+}
+
+/// Messages survive reopening: ready ones, a reserved-but-unacked one (after its lease) and a
+/// nacked one (after its backoff).
+pub async fn durability(queue: &dyn Queue, reopen: &Reopen) {
+    let policy = queue.retry_policy();
+    let msgs: Vec<QueueMessage> = (0..4).map(|_| message()).collect();
+    for m in &msgs {
+        ok("enqueue", queue.enqueue(m).await);
+    }
+    // msgs[0]: reserved and never acked (the worker "crashes").
+    let lost = reserve_some(queue, SHORT, "reserve 0").await;
+    assert_eq!(lost.message, msgs[0]);
+    // msgs[1]: nacked, waiting for its backoff.
+    let nacked = reserve_some(queue, LONG, "reserve 1").await;
+    assert_eq!(nacked.message, msgs[1]);
+    ok("nack 1", queue.nack(&nacked, "retry me").await);
+
+    let reopened = reopen().await;
+    let q2: &dyn Queue = reopened.as_ref();
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + SHORT + policy.backoff(nacked.attempt) + Duration::from_secs(2);
+    while seen.len() < msgs.len() {
+        match ok("reserve after reopen", q2.reserve(LONG).await) {
+            Some(d) => {
+                let idx = msgs.iter().position(|m| *m == d.message);
+                let Some(idx) = idx else {
+                    panic!("unexpected message after reopen: {d:?}");
+                };
+                let want_attempt = if idx < 2 { 2 } else { 1 };
+                assert_eq!(d.attempt, want_attempt, "attempt of message {idx} after reopen");
+                ok("ack after reopen", q2.ack(&d).await);
+                assert!(!seen.contains(&idx), "message {idx} delivered twice");
+                seen.push(idx);
+            }
+            None => {
+                assert!(
+                    Instant::now() < deadline,
+                    "after reopen only messages {seen:?} of 0..4 were delivered"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    }
+    // The ready ones come first, in order; the others once their lease / backoff is over.
+    assert_eq!(&seen[..2], &[2, 3], "ready messages first, in FIFO order: {seen:?}");
+    assert_empty(q2, "everything delivered after reopen").await;
+    assert_empty(queue, "the old handle agrees").await;
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the system packages Heimdex builds and tests against (Debian/Ubuntu), if missing.
+# Idempotent: prints nothing to do when everything is present.
+set -euo pipefail
+pkgs=(pkg-config clang libclang-dev ffmpeg
+      libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+      libavfilter-dev libavdevice-dev python3-pip)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "deps: system packages present"
+else
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "deps: cargo-nextest not found; tests will run with cargo test"
+fi
