@@ -4,5 +4,6 @@
 //! in-process queue), the engine that wires Connector → Store → Queue → pipeline → Index,
 //! and the `heimdex` command-line tool.
 
+pub mod engine;
 pub mod queue;
 pub mod store;

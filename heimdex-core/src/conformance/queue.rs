@@ -13,6 +13,7 @@
 //! - [`fifo_order`]: messages come out in enqueue order.
 //! - [`duplicate_enqueue_is_noop`]: enqueuing a queued (ready or reserved) job adds nothing.
 //! - [`reserved_is_invisible`]: a reserved message is not handed out twice.
+//! - [`concurrent_reserve_is_exclusive`]: concurrent reservers never get the same message.
 //! - [`lease_expiry_redelivers`]: an expired lease redelivers with `attempt + 1`; the old
 //!   receipt is stale for ack, nack and extend; a settled receipt is stale too.
 //! - [`nack_backoff`]: nack → `Retry{after: policy.backoff(attempt)}`, hidden until then.
@@ -55,11 +56,27 @@ pub async fn run_all(queue: &dyn Queue, reopen: Option<&Reopen>) {
     let q = "queue";
     run_scenario(q, "enqueue_reserve_ack", enqueue_reserve_ack(queue)).await;
     run_scenario(q, "fifo_order", fifo_order(queue)).await;
-    run_scenario(q, "duplicate_enqueue_is_noop", duplicate_enqueue_is_noop(queue)).await;
+    run_scenario(
+        q,
+        "duplicate_enqueue_is_noop",
+        duplicate_enqueue_is_noop(queue),
+    )
+    .await;
     run_scenario(q, "reserved_is_invisible", reserved_is_invisible(queue)).await;
+    run_scenario(
+        q,
+        "concurrent_reserve_is_exclusive",
+        concurrent_reserve_is_exclusive(queue),
+    )
+    .await;
     run_scenario(q, "lease_expiry_redelivers", lease_expiry_redelivers(queue)).await;
     run_scenario(q, "nack_backoff", nack_backoff(queue)).await;
-    run_scenario(q, "dead_letter_after_max_attempts", dead_letter_after_max_attempts(queue)).await;
+    run_scenario(
+        q,
+        "dead_letter_after_max_attempts",
+        dead_letter_after_max_attempts(queue),
+    )
+    .await;
     run_scenario(q, "extend_keeps_lease", extend_keeps_lease(queue)).await;
     run_scenario(q, "stats_counts", stats_counts(queue)).await;
     match reopen {
@@ -118,7 +135,11 @@ pub async fn enqueue_reserve_ack(queue: &dyn Queue) {
     ok("ack", queue.ack(&d).await);
     assert_empty(queue, "after ack").await;
     let s = stats(queue).await;
-    assert_eq!((s.ready, s.delayed, s.in_flight), (0, 0, 0), "after ack: {s:?}");
+    assert_eq!(
+        (s.ready, s.delayed, s.in_flight),
+        (0, 0, 0),
+        "after ack: {s:?}"
+    );
 }
 
 /// Messages enqueued one after the other are delivered in that order.
@@ -145,7 +166,10 @@ pub async fn duplicate_enqueue_is_noop(queue: &dyn Queue) {
     ok("enqueue", queue.enqueue(&m).await);
     ok("enqueue again", queue.enqueue(&m).await);
     let s = stats(queue).await;
-    assert_eq!(s.ready, 1, "duplicate enqueue must not add a message: {s:?}");
+    assert_eq!(
+        s.ready, 1,
+        "duplicate enqueue must not add a message: {s:?}"
+    );
     let d = reserve_some(queue, LONG, "reserve").await;
     assert_eq!(d.message, m);
     assert_empty(queue, "only one copy").await;
@@ -173,6 +197,34 @@ pub async fn reserved_is_invisible(queue: &dyn Queue) {
     ok("ack a", queue.ack(&da).await);
 }
 
+/// Four reservers racing over the same messages each get different ones, and together all.
+pub async fn concurrent_reserve_is_exclusive(queue: &dyn Queue) {
+    let msgs: Vec<QueueMessage> = (0..24).map(|_| message()).collect();
+    for m in &msgs {
+        ok("enqueue", queue.enqueue(m).await);
+    }
+    async fn drain(queue: &dyn Queue) -> Vec<Delivery> {
+        let mut got = Vec::new();
+        while let Some(d) = ok("concurrent reserve", queue.reserve(LONG).await) {
+            got.push(d);
+            tokio::task::yield_now().await;
+        }
+        got
+    }
+    let (a, b, c, d) = tokio::join!(drain(queue), drain(queue), drain(queue), drain(queue));
+    let all: Vec<Delivery> = [a, b, c, d].concat();
+    let mut jobs: Vec<&str> = all.iter().map(|d| d.message.job.as_str()).collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    assert_eq!(jobs.len(), all.len(), "a message was handed out twice");
+    assert_eq!(all.len(), msgs.len(), "every message is delivered once");
+    for d in &all {
+        assert_eq!(d.attempt, 1);
+        ok("ack", queue.ack(d).await);
+    }
+    assert_empty(queue, "after acking all").await;
+}
+
 /// An expired lease redelivers the message with `attempt + 1` and a new receipt; the old
 /// receipt can no longer settle or extend it.
 pub async fn lease_expiry_redelivers(queue: &dyn Queue) {
@@ -184,12 +236,25 @@ pub async fn lease_expiry_redelivers(queue: &dyn Queue) {
 
     let second = reserve_some(queue, LONG, "redelivery after lease expiry").await;
     assert_eq!(second.message, m);
-    assert_eq!(second.attempt, first.attempt + 1, "redelivery increments the attempt");
-    assert_ne!(second.receipt, first.receipt, "a redelivery has a new receipt");
+    assert_eq!(
+        second.attempt,
+        first.attempt + 1,
+        "redelivery increments the attempt"
+    );
+    assert_ne!(
+        second.receipt, first.receipt,
+        "a redelivery has a new receipt"
+    );
 
     assert_stale(queue.ack(&first).await, "ack with the old receipt");
-    assert_stale(queue.nack(&first, "late").await, "nack with the old receipt");
-    assert_stale(queue.extend(&first, LONG).await, "extend with the old receipt");
+    assert_stale(
+        queue.nack(&first, "late").await,
+        "nack with the old receipt",
+    );
+    assert_stale(
+        queue.extend(&first, LONG).await,
+        "extend with the old receipt",
+    );
 
     ok("ack with the new receipt", queue.ack(&second).await);
     assert_stale(queue.ack(&second).await, "ack of a settled delivery");
@@ -258,10 +323,19 @@ pub async fn dead_letter_after_max_attempts(queue: &dyn Queue) {
         let reason = format!("boom #{attempt}");
         let outcome = ok("nack", queue.nack(&d, &reason).await);
         if attempt < policy.max_attempts {
-            assert_eq!(outcome, NackOutcome::Retry { after: policy.backoff(attempt) });
+            assert_eq!(
+                outcome,
+                NackOutcome::Retry {
+                    after: policy.backoff(attempt)
+                }
+            );
             tokio::time::sleep(policy.backoff(attempt) + SLACK).await;
         } else {
-            assert_eq!(outcome, NackOutcome::DeadLettered, "attempt {attempt} is the last");
+            assert_eq!(
+                outcome,
+                NackOutcome::DeadLettered,
+                "attempt {attempt} is the last"
+            );
         }
         last = Some(d);
     }
@@ -273,7 +347,11 @@ pub async fn dead_letter_after_max_attempts(queue: &dyn Queue) {
     assert_eq!(s.dead, dead_before + 1, "{s:?}");
     let letters = ok("dead_letters", queue.dead_letters().await);
     let ours: Vec<_> = letters.iter().filter(|l| l.message == m).collect();
-    assert_eq!(ours.len(), 1, "exactly one dead letter for the job: {letters:?}");
+    assert_eq!(
+        ours.len(),
+        1,
+        "exactly one dead letter for the job: {letters:?}"
+    );
     assert_eq!(ours[0].reason, format!("boom #{}", policy.max_attempts));
     assert_eq!(ours[0].attempts, policy.max_attempts);
 
@@ -315,7 +393,11 @@ pub async fn stats_counts(queue: &dyn Queue) {
         ok("enqueue", queue.enqueue(m).await);
     }
     let s = stats(queue).await;
-    assert_eq!((s.ready, s.delayed, s.in_flight, s.dead), (4, 0, 0, base.dead), "{s:?}");
+    assert_eq!(
+        (s.ready, s.delayed, s.in_flight, s.dead),
+        (4, 0, 0, base.dead),
+        "{s:?}"
+    );
 
     let a = reserve_some(queue, LONG, "reserve a").await;
     let s = stats(queue).await;
@@ -335,7 +417,11 @@ pub async fn stats_counts(queue: &dyn Queue) {
     let c = reserve_some(queue, SHORT, "reserve c").await;
     tokio::time::sleep(policy.backoff(b.attempt).max(SHORT) + SLACK).await;
     let s = stats(queue).await;
-    assert_eq!((s.ready, s.delayed, s.in_flight, s.dead), (3, 0, 1, base.dead), "{s:?}");
+    assert_eq!(
+        (s.ready, s.delayed, s.in_flight, s.dead),
+        (3, 0, 1, base.dead),
+        "{s:?}"
+    );
 
     ok("ack a", queue.ack(&a).await);
     assert_stale(queue.ack(&c).await, "ack of c after its lease");
@@ -344,7 +430,11 @@ pub async fn stats_counts(queue: &dyn Queue) {
         ok("ack", queue.ack(&d).await);
     }
     let s = stats(queue).await;
-    assert_eq!((s.ready, s.delayed, s.in_flight, s.dead), (0, 0, 0, base.dead), "{s:?}");
+    assert_eq!(
+        (s.ready, s.delayed, s.in_flight, s.dead),
+        (0, 0, 0, base.dead),
+        "{s:?}"
+    );
 }
 
 /// Messages survive reopening: ready ones, a reserved-but-unacked one (after its lease) and a
@@ -376,7 +466,10 @@ pub async fn durability(queue: &dyn Queue, reopen: &Reopen) {
                     panic!("unexpected message after reopen: {d:?}");
                 };
                 let want_attempt = if idx < 2 { 2 } else { 1 };
-                assert_eq!(d.attempt, want_attempt, "attempt of message {idx} after reopen");
+                assert_eq!(
+                    d.attempt, want_attempt,
+                    "attempt of message {idx} after reopen"
+                );
                 ok("ack after reopen", q2.ack(&d).await);
                 assert!(!seen.contains(&idx), "message {idx} delivered twice");
                 seen.push(idx);
@@ -391,7 +484,11 @@ pub async fn durability(queue: &dyn Queue, reopen: &Reopen) {
         }
     }
     // The ready ones come first, in order; the others once their lease / backoff is over.
-    assert_eq!(&seen[..2], &[2, 3], "ready messages first, in FIFO order: {seen:?}");
+    assert_eq!(
+        &seen[..2],
+        &[2, 3],
+        "ready messages first, in FIFO order: {seen:?}"
+    );
     assert_empty(q2, "everything delivered after reopen").await;
     assert_empty(queue, "the old handle agrees").await;
 }

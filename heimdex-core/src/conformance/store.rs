@@ -39,7 +39,11 @@ pub async fn run_all(store: &dyn Store) {
     step("jobs_create_get_list", jobs_create_get_list(store)).await;
     step("job_state_machine", job_state_machine(store)).await;
     step("job_failure_persists", job_failure_persists(store)).await;
-    step("job_state_json_round_trip", job_state_json_round_trip(store)).await;
+    step(
+        "job_state_json_round_trip",
+        job_state_json_round_trip(store),
+    )
+    .await;
     step("segments_replace_list", segments_replace_list(store)).await;
     step("counts", counts(store)).await;
     step("tenant_isolation", tenant_isolation(store)).await;
@@ -168,14 +172,23 @@ fn count(map: &BTreeMap<String, u64>, state: &str) -> u64 {
 /// Upsert, get, list (by id) and cursor update of sources.
 pub async fn sources(store: &dyn Store) {
     let t = tenant("sources");
-    assert!(ok("get missing", store.get_source(&t, &SourceId::new("nope")).await).is_none());
+    assert!(
+        ok(
+            "get missing",
+            store.get_source(&t, &SourceId::new("nope")).await
+        )
+        .is_none()
+    );
     assert!(ok("list empty", store.list_sources(&t).await).is_empty());
 
     let b = source(&t, "b-drive");
     let a = source(&t, "a-folder");
     ok("upsert b", store.upsert_source(&b).await);
     ok("upsert a", store.upsert_source(&a).await);
-    assert_eq!(ok("get a", store.get_source(&t, &a.id).await), Some(a.clone()));
+    assert_eq!(
+        ok("get a", store.get_source(&t, &a.id).await),
+        Some(a.clone())
+    );
 
     let list = ok("list", store.list_sources(&t).await);
     assert_eq!(list, vec![a.clone(), b.clone()], "sources are listed by id");
@@ -185,10 +198,16 @@ pub async fn sources(store: &dyn Store) {
     a2.cursor = Some("cursor-42".into());
     a2.uri = "/archive/moved".into();
     ok("upsert a2", store.upsert_source(&a2).await);
-    assert_eq!(ok("get a2", store.get_source(&t, &a.id).await), Some(a2.clone()));
+    assert_eq!(
+        ok("get a2", store.get_source(&t, &a.id).await),
+        Some(a2.clone())
+    );
     // And back to no cursor.
     ok("upsert a", store.upsert_source(&a).await);
-    assert_eq!(ok("get a again", store.get_source(&t, &a.id).await), Some(a));
+    assert_eq!(
+        ok("get a again", store.get_source(&t, &a.id).await),
+        Some(a)
+    );
     assert_eq!(ok("list", store.list_sources(&t).await).len(), 2);
 }
 
@@ -214,7 +233,10 @@ pub async fn assets_upsert_get(store: &dyn Store) {
     b.duration_s = Some(3_723.25);
     b.updated_ms = 1_700_000_999_000;
     ok("replace", store.upsert_asset(&b).await);
-    assert_eq!(ok("get replaced", store.get_asset(&t, &a.id).await), Some(b.clone()));
+    assert_eq!(
+        ok("get replaced", store.get_asset(&t, &a.id).await),
+        Some(b.clone())
+    );
 
     // And back: optional fields become None again.
     let mut c = b.clone();
@@ -222,8 +244,14 @@ pub async fn assets_upsert_get(store: &dyn Store) {
     c.sidecar = None;
     c.duration_s = None;
     ok("replace again", store.upsert_asset(&c).await);
-    assert_eq!(ok("get replaced again", store.get_asset(&t, &a.id).await), Some(c));
-    let all = ok("list", store.list_assets(&AssetQuery::tenant(t.clone())).await);
+    assert_eq!(
+        ok("get replaced again", store.get_asset(&t, &a.id).await),
+        Some(c)
+    );
+    let all = ok(
+        "list",
+        store.list_assets(&AssetQuery::tenant(t.clone())).await,
+    );
     assert_eq!(all.len(), 1, "replace must not duplicate");
 }
 
@@ -245,7 +273,10 @@ pub async fn assets_list_paging(store: &dyn Store) {
     let mut sorted = all.clone();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
 
-    let listed = ok("list all", store.list_assets(&AssetQuery::tenant(t.clone())).await);
+    let listed = ok(
+        "list all",
+        store.list_assets(&AssetQuery::tenant(t.clone())).await,
+    );
     assert_eq!(listed, sorted, "all assets, full records, by id");
 
     // By source.
@@ -301,14 +332,21 @@ pub async fn assets_list_paging(store: &dyn Store) {
         assert!(pages.len() <= 4, "paging does not terminate");
     }
     assert_eq!(pages.len(), 3, "7 assets in pages of 3");
-    assert_eq!(pages.concat(), ids(&sorted), "pages concatenate to the full list");
+    assert_eq!(
+        pages.concat(),
+        ids(&sorted),
+        "pages concatenate to the full list"
+    );
 
     // Paging combined with a filter.
     let mut q = AssetQuery::tenant(t.clone());
     q.source = Some(SourceId::new("even"));
     q.after = Some(even[1].id.clone());
     q.limit = Some(1);
-    assert_eq!(ok("filtered page", store.list_assets(&q).await), vec![even[2].clone()]);
+    assert_eq!(
+        ok("filtered page", store.list_assets(&q).await),
+        vec![even[2].clone()]
+    );
 
     // `after` past the end.
     let mut q = AssetQuery::tenant(t.clone());
@@ -328,27 +366,57 @@ pub async fn delete_asset_cascades(store: &dyn Store) {
     ok("job gone", store.create_job(&j_gone).await);
     ok("job kept", store.create_job(&j_kept).await);
     let segs = vec![segment("shot-1", SegmentKind::Shot, 0.0, 2.0)];
-    ok("segs gone", store.replace_segments(&t, &gone.id, &segs).await);
-    ok("segs kept", store.replace_segments(&t, &kept.id, &segs).await);
+    ok(
+        "segs gone",
+        store.replace_segments(&t, &gone.id, &segs).await,
+    );
+    ok(
+        "segs kept",
+        store.replace_segments(&t, &kept.id, &segs).await,
+    );
 
-    assert!(ok("delete", store.delete_asset(&t, &gone.id).await), "existed");
+    assert!(
+        ok("delete", store.delete_asset(&t, &gone.id).await),
+        "existed"
+    );
     assert!(ok("get deleted", store.get_asset(&t, &gone.id).await).is_none());
     assert!(ok("job of deleted", store.get_job(&t, &j_gone.id).await).is_none());
-    assert!(ok("segments of deleted", store.list_segments(&t, &gone.id).await).is_empty());
+    assert!(
+        ok(
+            "segments of deleted",
+            store.list_segments(&t, &gone.id).await
+        )
+        .is_empty()
+    );
     let mut q = JobQuery::tenant(t.clone());
     q.asset = Some(gone.id.clone());
     assert!(ok("jobs of deleted", store.list_jobs(&q).await).is_empty());
 
-    assert!(!ok("delete again", store.delete_asset(&t, &gone.id).await), "no longer exists");
     assert!(
-        !ok("delete unknown", store.delete_asset(&t, &AssetId::new("unknown")).await),
+        !ok("delete again", store.delete_asset(&t, &gone.id).await),
+        "no longer exists"
+    );
+    assert!(
+        !ok(
+            "delete unknown",
+            store.delete_asset(&t, &AssetId::new("unknown")).await
+        ),
         "never existed"
     );
 
     // The other asset is untouched.
-    assert_eq!(ok("get kept", store.get_asset(&t, &kept.id).await), Some(kept.clone()));
-    assert_eq!(ok("job kept", store.get_job(&t, &j_kept.id).await), Some(j_kept));
-    assert_eq!(ok("segs kept", store.list_segments(&t, &kept.id).await), segs);
+    assert_eq!(
+        ok("get kept", store.get_asset(&t, &kept.id).await),
+        Some(kept.clone())
+    );
+    assert_eq!(
+        ok("job kept", store.get_job(&t, &j_kept.id).await),
+        Some(j_kept)
+    );
+    assert_eq!(
+        ok("segs kept", store.list_segments(&t, &kept.id).await),
+        segs
+    );
 }
 
 /// Create, get and list jobs: newest first, filters, limit.
@@ -359,7 +427,13 @@ pub async fn jobs_create_get_list(store: &dyn Store) {
     ok("upsert a", store.upsert_asset(&a).await);
     ok("upsert b", store.upsert_asset(&b).await);
     assert!(ok("get missing", store.get_job(&t, &JobId::random()).await).is_none());
-    assert!(ok("list empty", store.list_jobs(&JobQuery::tenant(t.clone())).await).is_empty());
+    assert!(
+        ok(
+            "list empty",
+            store.list_jobs(&JobQuery::tenant(t.clone())).await
+        )
+        .is_empty()
+    );
 
     let j1 = job(&t, &a.id, 1_000);
     let j2 = job(&t, &b.id, 2_000);
@@ -369,18 +443,31 @@ pub async fn jobs_create_get_list(store: &dyn Store) {
     ok("create j2", store.create_job(&j2).await);
     ok("create j3", store.create_job(&j3).await);
     ok("create j1", store.create_job(&j1).await);
-    assert_eq!(ok("get j3", store.get_job(&t, &j3.id).await), Some(j3.clone()));
+    assert_eq!(
+        ok("get j3", store.get_job(&t, &j3.id).await),
+        Some(j3.clone())
+    );
 
     let all = ok("list", store.list_jobs(&JobQuery::tenant(t.clone())).await);
-    assert_eq!(all, vec![j3.clone(), j2.clone(), j1.clone()], "newest first");
+    assert_eq!(
+        all,
+        vec![j3.clone(), j2.clone(), j1.clone()],
+        "newest first"
+    );
 
     let mut q = JobQuery::tenant(t.clone());
     q.asset = Some(a.id.clone());
-    assert_eq!(ok("by asset", store.list_jobs(&q).await), vec![j3.clone(), j1.clone()]);
+    assert_eq!(
+        ok("by asset", store.list_jobs(&q).await),
+        vec![j3.clone(), j1.clone()]
+    );
 
     let mut q = JobQuery::tenant(t.clone());
     q.limit = Some(2);
-    assert_eq!(ok("limit", store.list_jobs(&q).await), vec![j3.clone(), j2.clone()]);
+    assert_eq!(
+        ok("limit", store.list_jobs(&q).await),
+        vec![j3.clone(), j2.clone()]
+    );
 
     // By state.
     let mut j2p = j2.clone();
@@ -393,7 +480,10 @@ pub async fn jobs_create_get_list(store: &dyn Store) {
     assert_eq!(ok("by state", store.list_jobs(&q).await), vec![j2p.clone()]);
     let mut q = JobQuery::tenant(t.clone());
     q.state = Some("pending".into());
-    assert_eq!(ok("pending", store.list_jobs(&q).await), vec![j3.clone(), j1.clone()]);
+    assert_eq!(
+        ok("pending", store.list_jobs(&q).await),
+        vec![j3.clone(), j1.clone()]
+    );
     let mut q = JobQuery::tenant(t.clone());
     q.state = Some("pending".into());
     q.asset = Some(b.id.clone());
@@ -423,7 +513,10 @@ pub async fn job_state_machine(store: &dyn Store) {
         ),
         "pending -> completed must be InvalidTransition, got {err:?}"
     );
-    assert_eq!(ok("unchanged", store.get_job(&t, &j.id).await), Some(j.clone()));
+    assert_eq!(
+        ok("unchanged", store.get_job(&t, &j.id).await),
+        Some(j.clone())
+    );
 
     // Pending -> Processing -> Processing(progress) -> Completed.
     j.state = processing("probe", 0.0);
@@ -457,7 +550,10 @@ pub async fn job_state_machine(store: &dyn Store) {
         ),
         "completed -> processing must be InvalidTransition, got {err:?}"
     );
-    assert_eq!(ok("unchanged", store.get_job(&t, &j.id).await), Some(j.clone()));
+    assert_eq!(
+        ok("unchanged", store.get_job(&t, &j.id).await),
+        Some(j.clone())
+    );
 
     // Retry path: Processing -> Pending is legal.
     let mut r = job(&t, &a.id, 11_000);
@@ -535,7 +631,12 @@ pub async fn job_state_json_round_trip(store: &dyn Store) {
     ok("upsert", store.upsert_asset(&a).await);
     let mut j = job(&t, &a.id, 30_000);
     ok("create", store.create_job(&j).await);
-    for (stage, percent) in [("", 0.0f32), ("probe", 0.1), (" ünïcödé ", 99.99), ("done", 100.0)] {
+    for (stage, percent) in [
+        ("", 0.0f32),
+        ("probe", 0.1),
+        (" ünïcödé ", 99.99),
+        ("done", 100.0),
+    ] {
         j.state = processing(stage, percent);
         ok("update", store.update_job(&j).await);
         let got = ok("get", store.get_job(&t, &j.id).await);
@@ -543,9 +644,16 @@ pub async fn job_state_json_round_trip(store: &dyn Store) {
             panic!("job vanished")
         };
         match &got.state {
-            JobState::Processing { stage: s, percent: p } => {
+            JobState::Processing {
+                stage: s,
+                percent: p,
+            } => {
                 assert_eq!(s, stage);
-                assert_eq!(p.to_bits(), percent.to_bits(), "percent must round-trip exactly");
+                assert_eq!(
+                    p.to_bits(),
+                    percent.to_bits(),
+                    "percent must round-trip exactly"
+                );
             }
             other => panic!("expected processing, got {other:?}"),
         }
@@ -592,12 +700,18 @@ pub async fn segments_replace_list(store: &dyn Store) {
         segment("shot-1", SegmentKind::Shot, 3.0, 4.0),
         segment("shot-0", SegmentKind::Shot, 0.0, 3.0),
     ];
-    ok("replace 2", store.replace_segments(&t, &a.id, &second).await);
+    ok(
+        "replace 2",
+        store.replace_segments(&t, &a.id, &second).await,
+    );
     let got = ok("list 2", store.list_segments(&t, &a.id).await);
     assert_eq!(got, vec![second[1].clone(), second[0].clone()]);
 
     // Replace with nothing.
-    ok("replace empty", store.replace_segments(&t, &a.id, &[]).await);
+    ok(
+        "replace empty",
+        store.replace_segments(&t, &a.id, &[]).await,
+    );
     assert!(ok("list empty", store.list_segments(&t, &a.id).await).is_empty());
 }
 
@@ -605,9 +719,15 @@ pub async fn segments_replace_list(store: &dyn Store) {
 pub async fn counts(store: &dyn Store) {
     let t = tenant("counts");
     let empty = ok("asset counts empty", store.asset_counts(&t).await);
-    assert!(empty.values().all(|&n| n == 0), "fresh tenant has no assets: {empty:?}");
+    assert!(
+        empty.values().all(|&n| n == 0),
+        "fresh tenant has no assets: {empty:?}"
+    );
     let empty = ok("job counts empty", store.job_counts(&t).await);
-    assert!(empty.values().all(|&n| n == 0), "fresh tenant has no jobs: {empty:?}");
+    assert!(
+        empty.values().all(|&n| n == 0),
+        "fresh tenant has no jobs: {empty:?}"
+    );
 
     let states = [
         AssetState::Pending,
@@ -670,18 +790,33 @@ pub async fn tenant_isolation(store: &dyn Store) {
     let job_a = job(&ta, &asset_a.id, 50_000);
     ok("job a", store.create_job(&job_a).await);
     let segs_a = vec![segment("shot-1", SegmentKind::Shot, 0.0, 1.0)];
-    ok("segs a", store.replace_segments(&ta, &asset_a.id, &segs_a).await);
+    ok(
+        "segs a",
+        store.replace_segments(&ta, &asset_a.id, &segs_a).await,
+    );
 
     // B sees nothing.
     assert!(ok("b get source", store.get_source(&tb, &src_a.id).await).is_none());
     assert!(ok("b list sources", store.list_sources(&tb).await).is_empty());
     assert!(ok("b get asset", store.get_asset(&tb, &asset_a.id).await).is_none());
-    assert!(ok("b list assets", store.list_assets(&AssetQuery::tenant(tb.clone())).await).is_empty());
+    assert!(
+        ok(
+            "b list assets",
+            store.list_assets(&AssetQuery::tenant(tb.clone())).await
+        )
+        .is_empty()
+    );
     let mut q = AssetQuery::tenant(tb.clone());
     q.source = Some(src_a.id.clone());
     assert!(ok("b list assets by source", store.list_assets(&q).await).is_empty());
     assert!(ok("b get job", store.get_job(&tb, &job_a.id).await).is_none());
-    assert!(ok("b list jobs", store.list_jobs(&JobQuery::tenant(tb.clone())).await).is_empty());
+    assert!(
+        ok(
+            "b list jobs",
+            store.list_jobs(&JobQuery::tenant(tb.clone())).await
+        )
+        .is_empty()
+    );
     let mut q = JobQuery::tenant(tb.clone());
     q.asset = Some(asset_a.id.clone());
     assert!(ok("b list jobs by asset", store.list_jobs(&q).await).is_empty());
@@ -700,16 +835,34 @@ pub async fn tenant_isolation(store: &dyn Store) {
         matches!(err, Err(StoreError::NotFound { entity: "job", .. })),
         "B updating A's job must be NotFound, got {err:?}"
     );
-    assert_eq!(ok("a job unchanged", store.get_job(&ta, &job_a.id).await), Some(job_a.clone()));
+    assert_eq!(
+        ok("a job unchanged", store.get_job(&ta, &job_a.id).await),
+        Some(job_a.clone())
+    );
 
     // B cannot delete A's asset.
-    assert!(!ok("b delete", store.delete_asset(&tb, &asset_a.id).await), "B must not see A's asset");
-    assert_eq!(ok("a asset kept", store.get_asset(&ta, &asset_a.id).await), Some(asset_a.clone()));
-    assert_eq!(ok("a job kept", store.get_job(&ta, &job_a.id).await), Some(job_a.clone()));
+    assert!(
+        !ok("b delete", store.delete_asset(&tb, &asset_a.id).await),
+        "B must not see A's asset"
+    );
+    assert_eq!(
+        ok("a asset kept", store.get_asset(&ta, &asset_a.id).await),
+        Some(asset_a.clone())
+    );
+    assert_eq!(
+        ok("a job kept", store.get_job(&ta, &job_a.id).await),
+        Some(job_a.clone())
+    );
 
     // B replacing segments of the same asset id touches only B's rows.
-    ok("b replace segs", store.replace_segments(&tb, &asset_a.id, &[]).await);
-    assert_eq!(ok("a segs kept", store.list_segments(&ta, &asset_a.id).await), segs_a);
+    ok(
+        "b replace segs",
+        store.replace_segments(&tb, &asset_a.id, &[]).await,
+    );
+    assert_eq!(
+        ok("a segs kept", store.list_segments(&ta, &asset_a.id).await),
+        segs_a
+    );
 
     // B may use the same ids for its own rows without touching A's.
     let mut src_b = source(&tb, "shared-source");
@@ -722,16 +875,40 @@ pub async fn tenant_isolation(store: &dyn Store) {
     let mut job_b = job_a.clone();
     job_b.tenant = tb.clone();
     ok("job b (same id)", store.create_job(&job_b).await);
-    assert_eq!(ok("a source kept", store.get_source(&ta, &src_a.id).await), Some(src_a.clone()));
-    assert_eq!(ok("b source", store.get_source(&tb, &src_a.id).await), Some(src_b));
-    assert_eq!(ok("a asset kept", store.get_asset(&ta, &asset_a.id).await), Some(asset_a.clone()));
-    assert_eq!(ok("b asset", store.get_asset(&tb, &asset_a.id).await), Some(asset_b));
+    assert_eq!(
+        ok("a source kept", store.get_source(&ta, &src_a.id).await),
+        Some(src_a.clone())
+    );
+    assert_eq!(
+        ok("b source", store.get_source(&tb, &src_a.id).await),
+        Some(src_b)
+    );
+    assert_eq!(
+        ok("a asset kept", store.get_asset(&ta, &asset_a.id).await),
+        Some(asset_a.clone())
+    );
+    assert_eq!(
+        ok("b asset", store.get_asset(&tb, &asset_a.id).await),
+        Some(asset_b)
+    );
 
     // Deleting B's asset leaves A's asset, job and segments.
     let shared_id = asset_a.id.clone();
-    assert!(ok("b delete own", store.delete_asset(&tb, &shared_id).await));
+    assert!(ok(
+        "b delete own",
+        store.delete_asset(&tb, &shared_id).await
+    ));
     assert!(ok("b job gone", store.get_job(&tb, &job_a.id).await).is_none());
-    assert_eq!(ok("a asset kept", store.get_asset(&ta, &asset_a.id).await), Some(asset_a));
-    assert_eq!(ok("a job kept", store.get_job(&ta, &job_a.id).await), Some(job_a));
-    assert_eq!(ok("a segs kept", store.list_segments(&ta, &shared_id).await), segs_a);
+    assert_eq!(
+        ok("a asset kept", store.get_asset(&ta, &asset_a.id).await),
+        Some(asset_a)
+    );
+    assert_eq!(
+        ok("a job kept", store.get_job(&ta, &job_a.id).await),
+        Some(job_a)
+    );
+    assert_eq!(
+        ok("a segs kept", store.list_segments(&ta, &shared_id).await),
+        segs_a
+    );
 }

@@ -1,1 +1,271 @@
-fn main() {}
+//! `heimdex`: index folders of videos in place and search them by time-coded moment.
+//!
+//! ```text
+//! heimdex --home DIR index PATH...            index folders/files (re-runs do only changed work)
+//! heimdex --home DIR search "QUERY" [--limit N] [--json]
+//! heimdex --home DIR show PATH                print an asset's sidecar JSON
+//! heimdex --home DIR status [--json]          assets and jobs by state, failures with reasons
+//! ```
+//! `--home` defaults to `$HEIMDEX_HOME`, then `./.heimdex`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use heimdex_core::index::SearchRequest;
+use heimdex_core::time_util::timecode;
+use heimdex_server::engine::{Engine, EngineConfig, JobOutcome, ProgressEvent, ProgressSink};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Debug, Parser)]
+#[command(name = "heimdex", version, about = "Find moments in video archives, reading them in place")]
+struct Cli {
+    /// Heimdex home: database, index, sidecars and thumbnails.
+    #[arg(long, global = true, env = "HEIMDEX_HOME", default_value = ".heimdex")]
+    home: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Index folders and files of video in place (unchanged files cost nothing on re-runs).
+    Index {
+        /// Folders or files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Jobs processed at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Search and print time-coded moments.
+    Search {
+        /// Words, "quoted phrases", prefix*.
+        query: String,
+        /// Maximum moments.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Moments to skip (paging).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the sidecar JSON of an indexed file.
+    Show {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Assets and jobs by state; failed jobs with their reasons.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEIMDEX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(home: &Path, jobs: usize) -> Result<Engine> {
+    let cfg = EngineConfig {
+        concurrency: jobs.max(1),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open_embedded(home, cfg)
+        .await
+        .with_context(|| format!("opening Heimdex home {}", home.display()))?;
+    engine.attach_stored_sources().await?;
+    Ok(engine)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Index { paths, jobs, quiet } => index(&cli.home, &paths, jobs, quiet).await,
+        Command::Search { query, limit, offset, json } => {
+            let engine = open(&cli.home, 1).await?;
+            let req = SearchRequest::new(engine.tenant().clone())
+                .with_text(query)
+                .with_limit(limit)
+                .with_offset(offset);
+            let moments = engine.search(&req).await?;
+            if json {
+                let out: Vec<serde_json::Value> = moments
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "path": m.path,
+                            "asset": m.asset,
+                            "source": m.source,
+                            "start_s": m.start_s,
+                            "end_s": m.end_s,
+                            "start": timecode(m.start_s),
+                            "end": timecode(m.end_s),
+                            "score": m.score,
+                            "signals": m.signals.iter().map(|s| s.signal.clone()).collect::<Vec<_>>(),
+                            "snippet": m.snippet,
+                            "thumbnail": m.thumbnail.as_deref().and_then(|t| engine.media_path(t)),
+                            "segments": m.segments,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if moments.is_empty() {
+                println!("no moments match");
+            } else {
+                for (i, m) in moments.iter().enumerate() {
+                    let signals: Vec<&str> = m.signals.iter().map(|s| s.signal.as_str()).collect();
+                    println!(
+                        "{:>2}. {}  {}–{}  score {:.4}  [{}]",
+                        i + 1,
+                        m.path,
+                        timecode(m.start_s),
+                        timecode(m.end_s),
+                        m.score,
+                        signals.join(", ")
+                    );
+                    if let Some(s) = &m.snippet {
+                        println!("    why: {s}");
+                    }
+                    if let Some(t) = m.thumbnail.as_deref().and_then(|t| engine.media_path(t)) {
+                        println!("    thumbnail: {}", t.display());
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { path } => {
+            let engine = open(&cli.home, 1).await?;
+            let sidecar = engine.sidecar_for_path(&path).await?;
+            println!("{}", serde_json::to_string_pretty(&sidecar)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let engine = open(&cli.home, 1).await?;
+            let status = engine.status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                let fmt = |m: &std::collections::BTreeMap<String, u64>| {
+                    if m.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+                    }
+                };
+                println!("assets: {}", fmt(&status.assets));
+                println!("jobs:   {}", fmt(&status.jobs));
+                println!("index:  {} documents", status.index_documents);
+                if !status.failures.is_empty() {
+                    println!("failed:");
+                    for f in &status.failures {
+                        println!("  {}: {} (attempts {})", f.key, f.reason, f.attempts);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A progress bar over the queued jobs, with the current asset, stage and percent.
+struct Bar {
+    bar: ProgressBar,
+}
+
+impl ProgressSink for Bar {
+    fn event(&self, event: ProgressEvent) {
+        match event {
+            ProgressEvent::Started { key } => self.bar.set_message(format!("{key}: starting")),
+            ProgressEvent::Stage { key, stage, percent } => {
+                self.bar.set_message(format!("{key}: {stage} {percent:.0}%"))
+            }
+            ProgressEvent::Finished { key, outcome } => {
+                match &outcome {
+                    JobOutcome::Indexed { shots, duration_s, .. } => {
+                        self.bar.println(format!("indexed  {key} ({duration_s:.1} s, {shots} shots)"))
+                    }
+                    JobOutcome::Failed { reason } => self.bar.println(format!("FAILED   {key}: {reason}")),
+                    JobOutcome::Retrying { reason, after } => {
+                        self.bar.println(format!("retrying {key} in {:.1} s: {reason}", after.as_secs_f64()))
+                    }
+                    JobOutcome::Skipped => {}
+                }
+                if !matches!(outcome, JobOutcome::Retrying { .. }) {
+                    self.bar.inc(1);
+                }
+            }
+        }
+    }
+}
+
+async fn index(home: &Path, paths: &[PathBuf], jobs: usize, quiet: bool) -> Result<ExitCode> {
+    let engine = open(home, jobs).await?;
+    let mut bad_paths = 0;
+    let (mut new, mut modified, mut deleted) = (0, 0, 0);
+    for path in paths {
+        let source = match engine.add_local_path(path).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                bad_paths += 1;
+                continue;
+            }
+        };
+        let report = engine.scan(&source.id).await?;
+        new += report.new;
+        modified += report.modified;
+        deleted += report.deleted;
+    }
+    println!("scan: {new} new, {modified} modified, {deleted} deleted");
+    let queued = engine.queue_depth().await?;
+    let bar = ProgressBar::new(queued);
+    if quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} assets  {elapsed_precise}  {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let sink = Arc::new(Bar { bar: bar.clone() });
+    let report = engine.run_until_idle(sink).await?;
+    bar.finish_and_clear();
+    let status = engine.status().await?;
+    println!(
+        "done: {} indexed, {} failed this run; archive: {} assets indexed, {} failed, {} index documents",
+        report.indexed,
+        report.failed,
+        status.assets.get("indexed").copied().unwrap_or(0),
+        status.assets.get("failed").copied().unwrap_or(0),
+        status.index_documents
+    );
+    Ok(if report.failed > 0 || bad_paths > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

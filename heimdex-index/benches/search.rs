@@ -1,0 +1,287 @@
+//! Search benchmark for the embedded index (no criterion; prints a table).
+//!
+//! Run: `cargo bench -p heimdex-index --bench search` (set `HEIMDEX_BENCH_DOCS` to change the
+//! corpus size, default 100 000). 100k synthetic segment documents, 20–40 words each drawn
+//! with a skewed distribution from a 5 000-word vocabulary, one 384-d random vector each.
+//! Baselines are naive full scans over the original documents (what you would write without
+//! an index); the ratio is ours / baseline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use heimdex_core::{
+    AssetId, IndexDoc, SearchFilter, SearchRequest, SegmentKind, SourceId, TenantId,
+};
+use heimdex_index::EmbeddedIndex;
+
+const VOCAB: usize = 5_000;
+const DIM: usize = 384;
+const QUERIES: usize = 200;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// Skewed word choice: low ids are common, high ids rare.
+    fn word(&mut self) -> usize {
+        ((self.unit() * self.unit()) * VOCAB as f64) as usize
+    }
+    fn vector(&mut self) -> Vec<f32> {
+        (0..DIM).map(|_| (self.unit() * 2.0 - 1.0) as f32).collect()
+    }
+}
+
+fn word(i: usize) -> String {
+    // Pronounceable, distinct: base-20 syllables.
+    const SYL: [&str; 20] = [
+        "ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "va", "ze", "bo", "da", "fi", "gu", "ha",
+        "je", "ki", "ly", "mo", "ne",
+    ];
+    let mut s = String::new();
+    let mut n = i + VOCAB;
+    while n > 0 {
+        s.push_str(SYL[n % 20]);
+        n /= 20;
+    }
+    s
+}
+
+fn pct(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    (
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 99 / 100).min(v.len() - 1)]),
+    )
+}
+
+fn time(mut f: impl FnMut(usize)) -> Vec<Duration> {
+    (0..QUERIES)
+        .map(|i| {
+            let t = Instant::now();
+            f(i);
+            t.elapsed()
+        })
+        .collect()
+}
+
+/// Naive keyword baseline: tokenize every document per query, count matching terms, sort.
+fn keyword_baseline(docs: &[IndexDoc], terms: &[String]) -> usize {
+    let mut scored: Vec<(usize, usize)> = docs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let n = d
+                .text
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| terms.iter().any(|t| w.eq_ignore_ascii_case(t)))
+                .count();
+            (n > 0).then_some((i, n))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.cmp(&a.1));
+    scored.len().min(10)
+}
+
+/// Naive vector baseline: cosine against every stored (unnormalised) vector, full sort.
+fn vector_baseline(docs: &[IndexDoc], q: &[f32], filter: Option<&SearchFilter>) -> usize {
+    let qn = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut scored: Vec<(usize, f32)> = docs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| filter.is_none_or(|f| f.matches(d)))
+        .filter_map(|(i, d)| {
+            let v = d.vectors.get("text")?;
+            let dot: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            Some((i, dot / (n * qn)))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.len().min(10)
+}
+
+fn main() {
+    let n_docs: usize = std::env::var("HEIMDEX_BENCH_DOCS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let tenant = TenantId::default_tenant();
+    let mut rng = Rng(42);
+    let kinds = [SegmentKind::Shot, SegmentKind::Transcript, SegmentKind::Ocr];
+    let docs: Vec<IndexDoc> = (0..n_docs)
+        .map(|i| {
+            let len = 20 + rng.below(21);
+            let text: Vec<String> = (0..len).map(|_| word(rng.word())).collect();
+            IndexDoc {
+                tenant: tenant.clone(),
+                source: SourceId::new(format!("src{}", i % 4)),
+                asset: AssetId::new(format!("asset{:05}", i / 20)),
+                segment: format!("seg{}", i % 20),
+                kind: kinds[i % 3],
+                path: format!("/archive/{}/asset{:05}.mp4", 2020 + i % 5, i / 20),
+                start_s: (i % 20) as f64 * 5.0,
+                end_s: (i % 20) as f64 * 5.0 + 5.0,
+                text: text.join(" "),
+                thumbnail: None,
+                tags: if i % 10 == 0 {
+                    vec!["hero".into()]
+                } else {
+                    Vec::new()
+                },
+                vectors: BTreeMap::from([("text".to_string(), rng.vector())]),
+            }
+        })
+        .collect();
+
+    let index = EmbeddedIndex::in_memory();
+    let t = Instant::now();
+    for chunk in docs.chunks(1_000) {
+        index.upsert_blocking(chunk).expect("upsert");
+    }
+    let build = t.elapsed();
+
+    let filter = SearchFilter {
+        kinds: vec![SegmentKind::Shot],
+        ..SearchFilter::default()
+    };
+    let mut filter_sel = filter.clone();
+    filter_sel.tags = vec!["hero".into()];
+    let hero_shots = docs.iter().filter(|d| filter_sel.matches(d)).count();
+
+    // Queries: one common and one rarer word; phrases from real documents.
+    let kw: Vec<String> = (0..QUERIES)
+        .map(|_| format!("{} {}", word(rng.below(50)), word(500 + rng.below(4_000))))
+        .collect();
+    let phrases: Vec<String> = (0..QUERIES)
+        .map(|_| {
+            let d = &docs[rng.below(n_docs)];
+            let w: Vec<&str> = d.text.split(' ').take(2).collect();
+            format!("\"{}\"", w.join(" "))
+        })
+        .collect();
+    let prefixes: Vec<String> = (0..QUERIES)
+        .map(|_| format!("{}*", &word(rng.below(VOCAB))[..4]))
+        .collect();
+    let vecs: Vec<Vec<f32>> = (0..QUERIES).map(|_| rng.vector()).collect();
+    let req = || SearchRequest::new(tenant.clone());
+
+    let mut rows: Vec<(String, Vec<Duration>, Option<Vec<Duration>>)> = Vec::new();
+    let run = |r: SearchRequest| {
+        let hits = index.search_blocking(&r).expect("search");
+        std::hint::black_box(hits);
+    };
+    rows.push((
+        "keyword (2 terms)".into(),
+        time(|i| run(req().with_text(&kw[i]))),
+        Some(time(|i| {
+            let terms: Vec<String> = kw[i].split(' ').map(str::to_string).collect();
+            std::hint::black_box(keyword_baseline(&docs, &terms));
+        })),
+    ));
+    rows.push((
+        "keyword + filter (kind)".into(),
+        time(|i| run(req().with_text(&kw[i]).with_filter(filter.clone()))),
+        None,
+    ));
+    rows.push((
+        "phrase".into(),
+        time(|i| run(req().with_text(&phrases[i]))),
+        None,
+    ));
+    rows.push((
+        "prefix".into(),
+        time(|i| run(req().with_text(&prefixes[i]))),
+        None,
+    ));
+    rows.push((
+        "vector 384-d".into(),
+        time(|i| run(req().with_vector("text", vecs[i].clone()))),
+        Some(time(|i| {
+            std::hint::black_box(vector_baseline(&docs, &vecs[i], None));
+        })),
+    ));
+    rows.push((
+        "vector + filter (kind, 1/3)".into(),
+        time(|i| {
+            run(req()
+                .with_vector("text", vecs[i].clone())
+                .with_filter(filter.clone()))
+        }),
+        Some(time(|i| {
+            std::hint::black_box(vector_baseline(&docs, &vecs[i], Some(&filter)));
+        })),
+    ));
+    rows.push((
+        format!("vector + filter (kind+tag, {hero_shots} docs)"),
+        time(|i| {
+            run(req()
+                .with_vector("text", vecs[i].clone())
+                .with_filter(filter_sel.clone()))
+        }),
+        None,
+    ));
+    rows.push((
+        "hybrid".into(),
+        time(|i| run(req().with_text(&kw[i]).with_vector("text", vecs[i].clone()))),
+        None,
+    ));
+    rows.push((
+        "hybrid + filter (kind)".into(),
+        time(|i| {
+            run(req()
+                .with_text(&kw[i])
+                .with_vector("text", vecs[i].clone())
+                .with_filter(filter.clone()))
+        }),
+        None,
+    ));
+
+    println!(
+        "embedded index: {n_docs} docs, vocab {VOCAB}, {DIM}-d vectors; build {:.2} s ({:.0} docs/s); {QUERIES} queries each",
+        build.as_secs_f64(),
+        n_docs as f64 / build.as_secs_f64()
+    );
+    println!("| query | p50 ms | p99 ms | naive scan p50 ms | ours / naive |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, ours, base) in rows {
+        let (p50, p99) = pct(ours);
+        match base {
+            Some(b) => {
+                let (b50, _) = pct(b);
+                println!(
+                    "| {name} | {p50:.2} | {p99:.2} | {b50:.2} | {:.2} |",
+                    p50 / b50
+                );
+            }
+            None => println!("| {name} | {p50:.2} | {p99:.2} | – | – |"),
+        }
+    }
+    if let Ok(dir) = std::env::var("HEIMDEX_BENCH_FLUSH_DIR") {
+        let index2 = EmbeddedIndex::open(&dir).expect("open");
+        index2.upsert_blocking(&docs).expect("upsert");
+        let t = Instant::now();
+        index2.flush_blocking().expect("flush");
+        let flush = t.elapsed();
+        drop(index2);
+        let t = Instant::now();
+        let reopened = EmbeddedIndex::open(&dir).expect("reopen");
+        println!(
+            "flush {:.2} s, reopen {:.2} s ({:?})",
+            flush.as_secs_f64(),
+            t.elapsed().as_secs_f64(),
+            reopened.snapshot_path()
+        );
+    }
+}

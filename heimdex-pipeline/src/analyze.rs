@@ -1,0 +1,640 @@
+//! The single demux/decode loop that fans frames out to shots, keyframes and audio.
+
+use std::time::Instant;
+
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::format::Sample;
+use ffmpeg_next::format::sample::Type as SampleType;
+use ffmpeg_next::software::{resampling, scaling};
+use ffmpeg_next::{self as ff, ChannelLayout, codec, frame, media};
+use heimdex_core::sidecar::{Shot, Shots};
+
+use crate::input::{self, NOPTS, rel_seconds};
+use crate::shots::CutDetector;
+use crate::{
+    Analysis, AnalyzeOptions, DecodedAudio, KeyframeImage, MediaRead, PipelineError, Progress,
+    keyframe,
+};
+
+/// How far into a shot the keyframe is taken (when the shot is that long).
+pub(crate) const KEYFRAME_OFFSET_S: f64 = 0.5;
+/// Output rate of the decoded audio.
+pub(crate) const AUDIO_RATE: u32 = 16_000;
+/// Name recorded in [`Shots::method`].
+pub(crate) const METHOD: &str = "content-hsv";
+
+fn is_eagain(e: &ff::Error) -> bool {
+    matches!(e, ff::Error::Other { errno } if *errno == ff::util::error::EAGAIN)
+}
+
+/// A cached swscale context converting to RGB24 at a fixed output size.
+struct Scaler {
+    ctx: scaling::Context,
+    src: (Pixel, u32, u32),
+    out: frame::Video,
+}
+
+impl Scaler {
+    fn get<'a>(
+        slot: &'a mut Option<Scaler>,
+        f: &frame::Video,
+        dst_w: u32,
+        dst_h: u32,
+        flags: scaling::Flags,
+    ) -> Result<&'a mut Scaler, PipelineError> {
+        let src = (f.format(), f.width(), f.height());
+        let fresh = match slot {
+            Some(s) => {
+                s.src != src || s.ctx.output().width != dst_w || s.ctx.output().height != dst_h
+            }
+            None => true,
+        };
+        if fresh {
+            let ctx = scaling::Context::get(src.0, src.1, src.2, Pixel::RGB24, dst_w, dst_h, flags)
+                .map_err(|e| PipelineError::Unsupported {
+                    reason: format!(
+                        "cannot convert pixel format {:?} {}x{} to RGB ({e})",
+                        src.0, src.1, src.2
+                    ),
+                })?;
+            *slot = Some(Scaler {
+                ctx,
+                src,
+                out: frame::Video::empty(),
+            });
+        }
+        slot.as_mut().ok_or_else(|| PipelineError::Ffmpeg {
+            context: "creating a scaler".into(),
+            message: "scaler missing".into(),
+        })
+    }
+
+    /// Scale `f` and copy the RGB24 result, without row padding, into `dst`.
+    fn convert_into(
+        &mut self,
+        f: &frame::Video,
+        dst: &mut Vec<u8>,
+    ) -> Result<(u32, u32), PipelineError> {
+        self.ctx
+            .run(f, &mut self.out)
+            .map_err(|e| PipelineError::ffmpeg("scaling a video frame", e))?;
+        let (w, h) = (self.out.width(), self.out.height());
+        let row = w as usize * 3;
+        let stride = self.out.stride(0);
+        let data = self.out.data(0);
+        dst.clear();
+        dst.reserve(row * h as usize);
+        for y in 0..h as usize {
+            let start = y * stride;
+            dst.extend_from_slice(data.get(start..start + row).unwrap_or(&[]));
+        }
+        Ok((w, h))
+    }
+}
+
+/// Output size for scaling `w`x`h` so that the width is at most `max_w` and the longest side at
+/// most `max_side` (never upscaling).
+fn fit(w: u32, h: u32, max_w: u32, max_side: u32) -> (u32, u32) {
+    let (w, h) = (w.max(1), h.max(1));
+    let scale = (f64::from(max_w.max(1)) / f64::from(w))
+        .min(f64::from(max_side.max(1)) / f64::from(w.max(h)))
+        .min(1.0);
+    let nw = ((f64::from(w) * scale).round() as u32).max(2);
+    let nh = ((f64::from(h) * scale).round() as u32).max(2);
+    (nw, nh)
+}
+
+struct KeyCandidate {
+    frame: u64,
+    time_s: f64,
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+}
+
+struct CurrentShot {
+    start_frame: u64,
+    start_s: f64,
+    key: Option<KeyCandidate>,
+    key_is_offset: bool,
+}
+
+struct VideoSink<'o> {
+    opts: &'o AnalyzeOptions,
+    time_base: ff::Rational,
+    stream_start: i64,
+    start: Option<i64>,
+    frame_dur: f64,
+    analysis: Option<Scaler>,
+    keyscaler: Option<Scaler>,
+    small: Vec<u8>,
+    detector: CutDetector,
+    index: u64,
+    last_time: f64,
+    cur: Option<CurrentShot>,
+    shots: Vec<Shot>,
+    keyframes: Vec<KeyframeImage>,
+}
+
+impl<'o> VideoSink<'o> {
+    fn capture(&mut self, f: &frame::Video, t: f64) -> Result<KeyCandidate, PipelineError> {
+        let (w, h) = fit(f.width(), f.height(), u32::MAX, self.opts.keyframe_max_side);
+        let sc = Scaler::get(&mut self.keyscaler, f, w, h, scaling::Flags::BILINEAR)?;
+        let mut rgb = Vec::new();
+        let (width, height) = sc.convert_into(f, &mut rgb)?;
+        Ok(KeyCandidate {
+            frame: self.index,
+            time_s: t,
+            width,
+            height,
+            rgb,
+        })
+    }
+
+    fn on_frame(&mut self, f: &frame::Video) -> Result<(), PipelineError> {
+        let t = match f.timestamp().or_else(|| f.pts()) {
+            Some(ts) => {
+                let stream_start = self.stream_start;
+                let start = *self.start.get_or_insert(if stream_start != NOPTS {
+                    stream_start
+                } else {
+                    ts
+                });
+                rel_seconds(ts, start, self.time_base)
+            }
+            None if self.index == 0 => 0.0,
+            None => self.last_time + self.frame_dur,
+        };
+        // Keep times monotonic even if the stream's timestamps are not.
+        let t = if self.index == 0 {
+            t.max(0.0)
+        } else {
+            t.max(self.last_time)
+        };
+
+        let (aw, ah) = fit(f.width(), f.height(), self.opts.analysis_width, u32::MAX);
+        let sc = Scaler::get(&mut self.analysis, f, aw, ah, scaling::Flags::AREA)?;
+        sc.convert_into(f, &mut self.small)?;
+        let cut = self.detector.push(self.index, &self.small);
+
+        if self.index == 0 {
+            let key = self.capture(f, t)?;
+            self.cur = Some(CurrentShot {
+                start_frame: 0,
+                start_s: 0.0,
+                key: Some(key),
+                key_is_offset: false,
+            });
+        } else if cut {
+            tracing::debug!(
+                frame = self.index,
+                time_s = t,
+                score = self.detector.last_score,
+                "cut"
+            );
+            self.finish_shot(t)?;
+            let key = self.capture(f, t)?;
+            self.cur = Some(CurrentShot {
+                start_frame: self.index,
+                start_s: t,
+                key: Some(key),
+                key_is_offset: false,
+            });
+        } else if let Some(cur) = &self.cur
+            && !cur.key_is_offset
+            && t - cur.start_s >= KEYFRAME_OFFSET_S
+        {
+            let key = self.capture(f, t)?;
+            if let Some(cur) = &mut self.cur {
+                cur.key = Some(key);
+                cur.key_is_offset = true;
+            }
+        }
+        self.index += 1;
+        self.last_time = t;
+        Ok(())
+    }
+
+    /// Close the current shot at time `end_s` / frame `self.index` (exclusive).
+    fn finish_shot(&mut self, end_s: f64) -> Result<(), PipelineError> {
+        let Some(cur) = self.cur.take() else {
+            return Ok(());
+        };
+        let shot_index = u32::try_from(self.shots.len()).unwrap_or(u32::MAX);
+        let mut descriptors = Vec::new();
+        if let Some(k) = cur.key {
+            let (jpeg, tw, th, thumb) = keyframe::thumbnail(
+                &k.rgb,
+                k.width,
+                k.height,
+                self.opts.thumbnail_max_width,
+                self.opts.jpeg_quality,
+            )?;
+            descriptors = keyframe::descriptors(&thumb);
+            self.keyframes.push(KeyframeImage {
+                shot_index,
+                time_s: k.time_s,
+                frame: k.frame,
+                width: k.width,
+                height: k.height,
+                rgb: k.rgb,
+                thumbnail_jpeg: jpeg,
+                thumb_width: tw,
+                thumb_height: th,
+                descriptors: descriptors.clone(),
+            });
+        }
+        self.shots.push(Shot {
+            index: shot_index,
+            start_s: cur.start_s,
+            end_s: end_s.max(cur.start_s),
+            start_frame: cur.start_frame,
+            end_frame: self.index,
+            keyframe: None,
+            descriptors,
+        });
+        Ok(())
+    }
+}
+
+struct AudioSink {
+    resampler: Option<(resampling::Context, (Sample, u64, u32))>,
+    samples: Vec<f32>,
+}
+
+impl AudioSink {
+    fn out_frame(capacity: usize) -> frame::Audio {
+        let mut out = frame::Audio::new(
+            Sample::F32(SampleType::Packed),
+            capacity.max(64),
+            ChannelLayout::MONO,
+        );
+        out.set_rate(AUDIO_RATE);
+        out
+    }
+
+    fn append(&mut self, out: &frame::Audio) {
+        let n = out.samples();
+        if n > 0 {
+            let plane = out.plane::<f32>(0);
+            self.samples.extend_from_slice(&plane[..n.min(plane.len())]);
+        }
+    }
+
+    fn on_frame(&mut self, f: &mut frame::Audio) -> Result<(), PipelineError> {
+        if f.samples() == 0 {
+            return Ok(());
+        }
+        let mut layout = f.channel_layout();
+        if layout.is_empty() || layout.channels() != i32::from(f.channels()) {
+            layout = ChannelLayout::default(i32::from(f.channels()));
+            f.set_channel_layout(layout);
+        }
+        let key = (f.format(), layout.bits(), f.rate());
+        if self.resampler.as_ref().map(|(_, k)| *k) != Some(key) {
+            self.flush()?;
+            let ctx = resampling::Context::get(
+                f.format(),
+                layout,
+                f.rate(),
+                Sample::F32(SampleType::Packed),
+                ChannelLayout::MONO,
+                AUDIO_RATE,
+            )
+            .map_err(|e| PipelineError::ffmpeg("creating the audio resampler", e))?;
+            self.resampler = Some((ctx, key));
+        }
+        let Some((ctx, _)) = self.resampler.as_mut() else {
+            return Ok(());
+        };
+        let cap = f.samples() * AUDIO_RATE as usize / f.rate().max(1) as usize + 256;
+        let mut out = Self::out_frame(cap);
+        ctx.run(f, &mut out)
+            .map_err(|e| PipelineError::ffmpeg("resampling audio", e))?;
+        self.append(&out);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), PipelineError> {
+        if let Some((mut ctx, _)) = self.resampler.take() {
+            for _ in 0..64 {
+                let mut out = Self::out_frame(4096);
+                ctx.flush(&mut out)
+                    .map_err(|e| PipelineError::ffmpeg("flushing the audio resampler", e))?;
+                if out.samples() == 0 {
+                    break;
+                }
+                self.append(&out);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// RMS level in dBFS; `None` without samples, floored at -120 dB for digital silence.
+pub(crate) fn rms_dbfs(samples: &[f32]) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    let sum: f64 = samples.iter().map(|s| f64::from(*s) * f64::from(*s)).sum();
+    let rms = (sum / samples.len() as f64).sqrt();
+    Some(if rms > 1e-6 {
+        20.0 * rms.log10()
+    } else {
+        -120.0
+    })
+}
+
+fn open_decoder(
+    stream: &ff::format::stream::Stream<'_>,
+    what: &str,
+) -> Result<ff::codec::decoder::Decoder, PipelineError> {
+    let mut ctx = codec::Context::from_parameters(stream.parameters())
+        .map_err(|e| PipelineError::ffmpeg(&format!("reading {what} codec parameters"), e))?;
+    ctx.set_threading(codec::threading::Config::kind(
+        codec::threading::Type::Frame,
+    ));
+    let mut dec = ctx.decoder();
+    dec.set_packet_time_base(stream.time_base());
+    Ok(dec)
+}
+
+pub(crate) fn run(
+    reader: Box<dyn MediaRead>,
+    opts: &AnalyzeOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Analysis, PipelineError> {
+    progress(Progress {
+        stage: "probe",
+        percent: 0.0,
+    });
+    let opened = input::open(reader)?;
+    let mut inp = opened.input;
+    let technical = opened.technical;
+    progress(Progress {
+        stage: "probe",
+        percent: 100.0,
+    });
+
+    let vstream = inp
+        .streams()
+        .find(|s| {
+            s.parameters().medium() == media::Type::Video
+                && !s
+                    .disposition()
+                    .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+        })
+        .ok_or(PipelineError::NoVideoStream)?;
+    let video_idx = vstream.index();
+    let vtb = vstream.time_base();
+    let vstart = vstream.start_time();
+    let fps = vstream.avg_frame_rate();
+    let frame_dur = if fps.numerator() > 0 && fps.denominator() > 0 {
+        f64::from(fps.denominator()) / f64::from(fps.numerator())
+    } else {
+        0.04
+    };
+    let mut vdec = open_decoder(&vstream, "video")?
+        .video()
+        .map_err(|e| match e {
+            ff::Error::DecoderNotFound => PipelineError::Unsupported {
+                reason: format!(
+                    "no decoder for video codec '{}'",
+                    vstream.parameters().id().name()
+                ),
+            },
+            e => PipelineError::ffmpeg("opening the video decoder", e),
+        })?;
+
+    let mut adec = None;
+    let mut audio_idx = None;
+    if opts.decode_audio
+        && let Some(astream) = inp
+            .streams()
+            .find(|s| s.parameters().medium() == media::Type::Audio)
+    {
+        match open_decoder(&astream, "audio").and_then(|d| {
+            d.audio()
+                .map_err(|e| PipelineError::ffmpeg("opening the audio decoder", e))
+        }) {
+            Ok(d) => {
+                adec = Some(d);
+                audio_idx = Some(astream.index());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audio stream present but cannot be decoded; skipping audio")
+            }
+        }
+    }
+
+    let duration = technical.duration_s.unwrap_or(0.0);
+    let video_duration = technical.video().and_then(|v| v.duration_s);
+    let mut sink = VideoSink {
+        opts,
+        time_base: vtb,
+        stream_start: vstart,
+        start: None,
+        frame_dur,
+        analysis: None,
+        keyscaler: None,
+        small: Vec::new(),
+        detector: CutDetector::new(opts.shot_threshold, opts.min_shot_frames),
+        index: 0,
+        last_time: 0.0,
+        cur: None,
+        shots: Vec::new(),
+        keyframes: Vec::new(),
+    };
+    let mut audio = AudioSink {
+        resampler: None,
+        samples: Vec::new(),
+    };
+    let mut audio_failed = false;
+
+    let started = Instant::now();
+    let mut packet = ff::Packet::empty();
+    let mut vframe = frame::Video::empty();
+    let mut aframe = frame::Audio::empty();
+    let mut invalid_packets = 0u32;
+    let mut decode_errors = 0u32;
+    let mut demux_error: Option<String> = None;
+    let mut last_pct = 0u32;
+    progress(Progress {
+        stage: "decode",
+        percent: 0.0,
+    });
+
+    // Drain every frame the video decoder has ready into the sink.
+    macro_rules! drain_video {
+        () => {
+            loop {
+                match vdec.receive_frame(&mut vframe) {
+                    Ok(()) => sink.on_frame(&vframe)?,
+                    Err(ref e) if is_eagain(e) => break,
+                    Err(ff::Error::Eof) => break,
+                    Err(e) => {
+                        decode_errors += 1;
+                        tracing::debug!(error = %e, "video decode error");
+                        break;
+                    }
+                }
+            }
+        };
+    }
+    macro_rules! drain_audio {
+        () => {
+            if let Some(d) = adec.as_mut() {
+                loop {
+                    match d.receive_frame(&mut aframe) {
+                        Ok(()) => {
+                            if !audio_failed && let Err(e) = audio.on_frame(&mut aframe) {
+                                tracing::warn!(error = %e, "audio resampling failed; dropping audio");
+                                audio_failed = true;
+                            }
+                        }
+                        Err(ref e) if is_eagain(e) => break,
+                        Err(ff::Error::Eof) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "audio decode error");
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    loop {
+        match packet.read(&mut inp) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(ff::Error::InvalidData) => {
+                invalid_packets += 1;
+                if invalid_packets > 10_000 {
+                    demux_error = Some("too many unreadable packets".into());
+                    break;
+                }
+                continue;
+            }
+            Err(ref e) if is_eagain(e) && invalid_packets < 10_000 => {
+                invalid_packets += 1;
+                continue;
+            }
+            Err(e) => {
+                if let Some(ioe) = opened.io_errors.take() {
+                    return Err(PipelineError::Io(ioe));
+                }
+                demux_error = Some(e.to_string());
+                break;
+            }
+        }
+        let si = packet.stream();
+        if si == video_idx {
+            if duration > 0.0
+                && let Some(pts) = packet.pts()
+            {
+                let start = if vstart != NOPTS { vstart } else { 0 };
+                let pct =
+                    (rel_seconds(pts, start, vtb) / duration * 100.0).clamp(0.0, 100.0) as u32;
+                if pct > last_pct && pct < 100 {
+                    last_pct = pct;
+                    progress(Progress {
+                        stage: "decode",
+                        percent: pct as f32,
+                    });
+                }
+            }
+            match vdec.send_packet(&packet) {
+                Ok(()) => {}
+                Err(e) => {
+                    decode_errors += 1;
+                    tracing::debug!(error = %e, "video packet rejected");
+                }
+            }
+            drain_video!();
+        } else if Some(si) == audio_idx {
+            if let Some(d) = adec.as_mut()
+                && let Err(e) = d.send_packet(&packet)
+            {
+                tracing::debug!(error = %e, "audio packet rejected");
+            }
+            drain_audio!();
+        }
+    }
+    if vdec.send_eof().is_ok() {
+        drain_video!();
+    }
+    if let Some(d) = adec.as_mut()
+        && d.send_eof().is_ok()
+    {
+        drain_audio!();
+    }
+    if !audio_failed && let Err(e) = audio.flush() {
+        tracing::warn!(error = %e, "audio flush failed; dropping audio");
+        audio_failed = true;
+    }
+
+    let frames = sink.index;
+    if frames == 0 {
+        if let Some(ioe) = opened.io_errors.take() {
+            return Err(PipelineError::Io(ioe));
+        }
+        return Err(PipelineError::Corrupt {
+            reason: match demux_error {
+                Some(e) => format!("no video frame could be decoded ({e})"),
+                None => "no video frame could be decoded".into(),
+            },
+        });
+    }
+    let decoded_end = sink.last_time + frame_dur;
+    // Only trust the container duration when the video stream has none if demuxing also failed
+    // (audio may legitimately outlast the video).
+    let expected = video_duration.or(if demux_error.is_some() || invalid_packets > 0 {
+        technical.duration_s
+    } else {
+        None
+    });
+    if let Some(expected) = expected {
+        let slack = (0.02 * expected).max(0.5);
+        if decoded_end + slack < expected {
+            return Err(PipelineError::Corrupt {
+                reason: format!(
+                    "decoded {decoded_end:.1} s of {expected:.1} s of video; the file is probably cut short{}",
+                    demux_error.map(|e| format!(" ({e})")).unwrap_or_default()
+                ),
+            });
+        }
+    }
+    sink.finish_shot(decoded_end)?;
+    let decode_elapsed = started.elapsed();
+    if decode_errors > 0 || invalid_packets > 0 {
+        tracing::warn!(decode_errors, invalid_packets, "media decoded with errors");
+    }
+    progress(Progress {
+        stage: "decode",
+        percent: 100.0,
+    });
+
+    let audio = if adec.is_some() && !audio_failed {
+        let rms = rms_dbfs(&audio.samples);
+        Some(DecodedAudio {
+            sample_rate: AUDIO_RATE,
+            samples: audio.samples,
+            rms_dbfs: rms,
+        })
+    } else {
+        None
+    };
+    Ok(Analysis {
+        technical,
+        shots: Shots {
+            method: METHOD.into(),
+            threshold: opts.shot_threshold,
+            frames_analyzed: frames,
+            shots: sink.shots,
+        },
+        keyframes: sink.keyframes,
+        audio,
+        decode_elapsed,
+    })
+}

@@ -1,0 +1,182 @@
+//! Damaged and non-media input: always an error of the right kind, never a panic or a hang.
+
+mod common;
+
+use std::io::Cursor;
+
+use common::*;
+use heimdex_pipeline::{AnalyzeOptions, PipelineError};
+
+fn analyze_bytes(bytes: Vec<u8>) -> Result<heimdex_pipeline::Analysis, PipelineError> {
+    heimdex_pipeline::analyze(
+        Box::new(Cursor::new(bytes)),
+        &AnalyzeOptions::default(),
+        &mut |_| {},
+    )
+}
+
+fn probe_bytes(bytes: Vec<u8>) -> Result<heimdex_core::sidecar::Technical, PipelineError> {
+    heimdex_pipeline::probe(Box::new(Cursor::new(bytes)))
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A 4 s 320x240 H.264 MP4 (with AAC audio), optionally with the moov atom first.
+fn clip(dir: &std::path::Path, faststart: bool) -> Vec<u8> {
+    let out = dir.join(if faststart { "fast.mp4" } else { "plain.mp4" });
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+    ];
+    if faststart {
+        args.extend(["-movflags", "+faststart"]);
+    }
+    let path = out.to_string_lossy().into_owned();
+    args.push(&path);
+    ffmpeg(&args);
+    std::fs::read(&out).unwrap()
+}
+
+#[test]
+fn zero_byte_file_is_not_media() {
+    let e = analyze_bytes(Vec::new()).unwrap_err();
+    assert!(matches!(e, PipelineError::NotMedia { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "not a media file: the file is empty (0 bytes)"
+    );
+    assert!(matches!(
+        probe_bytes(Vec::new()),
+        Err(PipelineError::NotMedia { .. })
+    ));
+}
+
+#[test]
+fn random_bytes_are_not_media() {
+    for n in [7, 4096, 1 << 20] {
+        let e = analyze_bytes(noise(n)).unwrap_err();
+        assert!(
+            matches!(e, PipelineError::NotMedia { .. }),
+            "{n} bytes: {e:?}"
+        );
+        assert!(e.to_string().starts_with("not a media file: "), "{e}");
+        assert!(matches!(
+            probe_bytes(noise(n)),
+            Err(PipelineError::NotMedia { .. })
+        ));
+    }
+}
+
+#[test]
+fn text_is_not_media() {
+    let text = b"Quarterly report\n\nRevenue grew.\n".repeat(100);
+    let e = analyze_bytes(text).unwrap_err();
+    assert!(matches!(e, PipelineError::NotMedia { .. }), "{e:?}");
+}
+
+#[test]
+fn truncated_mp4_with_moov_at_end_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = clip(dir.path(), false);
+    assert!(analyze_bytes(full.clone()).is_ok());
+    let cut = full[..full.len() * 2 / 5].to_vec();
+    let e = analyze_bytes(cut.clone()).unwrap_err();
+    assert!(matches!(e, PipelineError::Corrupt { .. }), "{e:?}");
+    assert!(e.to_string().starts_with("truncated or corrupt: "), "{e}");
+    assert!(matches!(
+        probe_bytes(cut),
+        Err(PipelineError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn truncated_faststart_mp4_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = clip(dir.path(), true);
+    let ok = analyze_bytes(full.clone()).unwrap();
+    assert_eq!(ok.shots.frames_analyzed, 100);
+    let cut = full[..full.len() * 2 / 5].to_vec();
+    // Probing only needs the header, which is intact.
+    assert!(probe_bytes(cut.clone()).is_ok());
+    let e = analyze_bytes(cut).unwrap_err();
+    let PipelineError::Corrupt { reason } = &e else {
+        panic!("expected Corrupt, got {e:?}")
+    };
+    assert!(reason.starts_with("decoded "), "{reason}");
+    assert!(reason.contains("of 4.0 s"), "{reason}");
+}
+
+#[test]
+fn audio_only_file_has_no_video_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tone.wav");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=1",
+        out.to_str().unwrap(),
+    ]);
+    let e = analyze_path(&out).unwrap_err();
+    assert!(matches!(e, PipelineError::NoVideoStream), "{e:?}");
+    let t = heimdex_pipeline::probe(open(&out)).unwrap();
+    assert_eq!(t.audio().and_then(|a| a.sample_rate), Some(44_100));
+}
+
+#[test]
+fn reader_errors_are_io_errors() {
+    struct Failing(Cursor<Vec<u8>>);
+    impl std::io::Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.position() >= 64 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "network went away",
+                ));
+            }
+            let n = buf.len().min(64 - self.0.position() as usize);
+            std::io::Read::read(&mut self.0, &mut buf[..n])
+        }
+    }
+    impl std::io::Seek for Failing {
+        fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.0.seek(pos)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let full = clip(dir.path(), false);
+    let e = heimdex_pipeline::analyze(
+        Box::new(Failing(Cursor::new(full))),
+        &AnalyzeOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(e, PipelineError::Io(_)), "{e:?}");
+    assert!(e.to_string().contains("network went away"), "{e}");
+}

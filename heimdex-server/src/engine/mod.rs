@@ -1,0 +1,484 @@
+//! The engine: wires Connector → Store → Queue → pipeline → sidecar → Index, and answers
+//! searches with moments.
+//!
+//! ```text
+//! scan:   Connector::changes(cursor) ─▶ Store (asset, job) ─▶ Queue
+//! worker: Queue::reserve ─▶ RangeReader (ranged reads) ─▶ heimdex_pipeline::analyze (decode once)
+//!         ─▶ thumbnails + extractors ─▶ sidecar JSON (object store) ─▶ segments ─▶ Index
+//! search: Index::search ─▶ merge hits into moments
+//! ```
+//!
+//! The engine holds trait objects only, so the embedded default (SQLite, in-process queue,
+//! in-process index, local files) and the server stack are the same code with different
+//! backends.
+
+mod error;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use heimdex_core::connector::Change;
+use heimdex_core::index::{SearchHit, SearchRequest};
+use heimdex_core::model::{Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Source, SourceId, TenantId, hex};
+use heimdex_core::moments::{Moment, merge_hits};
+use heimdex_core::queue::{QueueMessage, RetryPolicy};
+use heimdex_core::sidecar::Sidecar;
+use heimdex_core::store::{AssetQuery, JobQuery};
+use heimdex_core::{Connector, Extractor, Index, Queue, Store};
+use heimdex_pipeline::AnalyzeOptions;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+pub use error::EngineError;
+pub use worker::{JobOutcome, ProgressEvent, ProgressSink, RunReport, SilentProgress};
+
+use crate::queue::LocalQueue;
+use crate::store::SqliteStore;
+
+/// Settings of an [`Engine`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Tenant the engine acts for.
+    pub tenant: TenantId,
+    /// Pipeline settings.
+    pub analyze: AnalyzeOptions,
+    /// Jobs processed concurrently by [`Engine::run_until_idle`].
+    pub concurrency: usize,
+    /// Lease of a reserved job; extended while the job runs.
+    pub visibility: Duration,
+    /// Block size of ranged reads.
+    pub read_block: u64,
+    /// Retries of failed jobs (bad media fails at once, without retries).
+    pub retry: RetryPolicy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            tenant: TenantId::default_tenant(),
+            analyze: AnalyzeOptions::default(),
+            concurrency: 2,
+            visibility: Duration::from_secs(120),
+            read_block: 1 << 20,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
+/// What a scan found and queued.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// New assets queued.
+    pub new: u64,
+    /// Modified assets queued for re-indexing.
+    pub modified: u64,
+    /// Deleted assets removed from the index.
+    pub deleted: u64,
+}
+
+/// Counts for `status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Status {
+    /// Assets by state.
+    pub assets: BTreeMap<String, u64>,
+    /// Jobs by state.
+    pub jobs: BTreeMap<String, u64>,
+    /// Documents in the index.
+    pub index_documents: u64,
+    /// Failed jobs with their asset key and reason, newest first.
+    pub failures: Vec<Failure>,
+}
+
+/// A failed job, for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    /// Asset key (path).
+    pub key: String,
+    /// Job id.
+    pub job: String,
+    /// Why it failed.
+    pub reason: String,
+    /// Deliveries made.
+    pub attempts: u32,
+}
+
+/// The Heimdex engine.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) index: Arc<dyn Index>,
+    /// Sidecars and thumbnails.
+    pub(crate) media: Arc<dyn ObjectStore>,
+    /// Local root of `media`, when it is a local directory (for printing thumbnail paths).
+    pub(crate) media_root: Option<PathBuf>,
+    pub(crate) extractors: Vec<Arc<dyn Extractor>>,
+    pub(crate) connectors: Mutex<BTreeMap<SourceId, Arc<dyn Connector>>>,
+}
+
+impl Engine {
+    /// Assemble an engine from backends.
+    pub fn new(
+        cfg: EngineConfig,
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        index: Arc<dyn Index>,
+        media: Arc<dyn ObjectStore>,
+    ) -> Self {
+        Self {
+            cfg,
+            store,
+            queue,
+            index,
+            media,
+            media_root: None,
+            extractors: Vec::new(),
+            connectors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The embedded default under `home`: `heimdex.db` (SQLite store + persisted queue),
+    /// `index/` (embedded index), `media/` (sidecars and thumbnails).
+    pub async fn open_embedded(home: &Path, cfg: EngineConfig) -> Result<Self, EngineError> {
+        std::fs::create_dir_all(home).map_err(|e| EngineError::io(home, e))?;
+        let store = SqliteStore::open(&home.join("heimdex.db")).await?;
+        let queue = LocalQueue::new(&store, cfg.retry).await?;
+        let index = heimdex_index::EmbeddedIndex::open(home.join("index"))?;
+        let media_dir = home.join("media");
+        std::fs::create_dir_all(&media_dir).map_err(|e| EngineError::io(&media_dir, e))?;
+        let media_dir = media_dir
+            .canonicalize()
+            .map_err(|e| EngineError::io(&media_dir, e))?;
+        let media = LocalFileSystem::new_with_prefix(&media_dir).map_err(EngineError::media)?;
+        let mut engine = Self::new(cfg, Arc::new(store), Arc::new(queue), Arc::new(index), Arc::new(media));
+        engine.media_root = Some(media_dir);
+        Ok(engine)
+    }
+
+    /// Add an extractor that runs after the built-in media stages.
+    pub fn with_extractor(mut self, extractor: Arc<dyn Extractor>) -> Self {
+        self.extractors.push(extractor);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Arc<dyn Index> {
+        &self.index
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.cfg.tenant
+    }
+
+    /// Register a source backed by `connector` (idempotent) and remember the connector.
+    pub async fn add_source(
+        &self,
+        id: SourceId,
+        kind: &str,
+        uri: &str,
+        connector: Arc<dyn Connector>,
+    ) -> Result<Source, EngineError> {
+        let tenant = &self.cfg.tenant;
+        let source = match self.store.get_source(tenant, &id).await? {
+            Some(s) => s,
+            None => {
+                let s = Source {
+                    tenant: tenant.clone(),
+                    id: id.clone(),
+                    kind: kind.to_owned(),
+                    uri: uri.to_owned(),
+                    cursor: None,
+                };
+                self.store.upsert_source(&s).await?;
+                s
+            }
+        };
+        self.connectors.lock().await.insert(id, connector);
+        Ok(source)
+    }
+
+    /// Register a local folder or single file as a source (see [`local_source_id`]).
+    pub async fn add_local_path(&self, path: &Path) -> Result<Source, EngineError> {
+        let abs = path.canonicalize().map_err(|e| EngineError::io(path, e))?;
+        let uri = abs.display().to_string();
+        let (kind, connector): (&str, Arc<dyn Connector>) = if abs.is_dir() {
+            ("local", Arc::new(heimdex_connectors::LocalConnector::new(&abs)?))
+        } else {
+            ("local-file", Arc::new(heimdex_connectors::LocalConnector::single_file(&abs)?))
+        };
+        self.add_source(local_source_id(&uri), kind, &uri, connector).await
+    }
+
+    /// Re-attach connectors for every stored local source (after a restart).
+    pub async fn attach_stored_sources(&self) -> Result<(), EngineError> {
+        for s in self.store.list_sources(&self.cfg.tenant).await? {
+            if self.connectors.lock().await.contains_key(&s.id) {
+                continue;
+            }
+            let path = PathBuf::from(&s.uri);
+            let connector: Arc<dyn Connector> = match s.kind.as_str() {
+                "local" if path.is_dir() => Arc::new(heimdex_connectors::LocalConnector::new(&path)?),
+                "local-file" if path.exists() => {
+                    Arc::new(heimdex_connectors::LocalConnector::single_file(&path)?)
+                }
+                _ => continue,
+            };
+            self.connectors.lock().await.insert(s.id.clone(), connector);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn connector(&self, source: &SourceId) -> Result<Arc<dyn Connector>, EngineError> {
+        self.connectors
+            .lock()
+            .await
+            .get(source)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownSource(source.to_string()))
+    }
+
+    /// Detect changes in `source` since its last scan: queue new and modified assets, remove
+    /// deleted ones from store, index and media. Unchanged assets cost nothing.
+    pub async fn scan(&self, source: &SourceId) -> Result<ScanReport, EngineError> {
+        let tenant = self.cfg.tenant.clone();
+        let mut src = self
+            .store
+            .get_source(&tenant, source)
+            .await?
+            .ok_or_else(|| EngineError::UnknownSource(source.to_string()))?;
+        let connector = self.connector(source).await?;
+        let changes = connector.changes(src.cursor.as_deref()).await?;
+        let mut report = ScanReport::default();
+        for change in &changes.changes {
+            match change {
+                Change::New(meta) | Change::Modified(meta) => {
+                    if matches!(change, Change::New(_)) {
+                        report.new += 1;
+                    } else {
+                        report.modified += 1;
+                    }
+                    let id = AssetId::derive(&tenant, source, &meta.key);
+                    let previous = self.store.get_asset(&tenant, &id).await?;
+                    let asset = Asset {
+                        tenant: tenant.clone(),
+                        id: id.clone(),
+                        source: source.clone(),
+                        key: meta.key.clone(),
+                        version: meta.version.clone(),
+                        size: meta.size,
+                        state: AssetState::Pending,
+                        sidecar: previous.as_ref().and_then(|p| p.sidecar.clone()),
+                        duration_s: previous.as_ref().and_then(|p| p.duration_s),
+                        updated_ms: heimdex_core::time_util::now_ms(),
+                    };
+                    self.store.upsert_asset(&asset).await?;
+                    self.enqueue_index_job(&asset).await?;
+                }
+                Change::Deleted { key } => {
+                    report.deleted += 1;
+                    let id = AssetId::derive(&tenant, source, key);
+                    self.remove_asset(&id).await?;
+                }
+            }
+        }
+        src.cursor = Some(changes.cursor);
+        self.store.upsert_source(&src).await?;
+        if report.deleted > 0 {
+            self.index.flush().await?;
+        }
+        Ok(report)
+    }
+
+    async fn enqueue_index_job(&self, asset: &Asset) -> Result<JobId, EngineError> {
+        let now = heimdex_core::time_util::now_ms();
+        let job = Job {
+            tenant: asset.tenant.clone(),
+            id: JobId::random(),
+            kind: JobKind::IndexAsset,
+            asset: asset.id.clone(),
+            asset_version: asset.version.clone(),
+            state: JobState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_ms: now,
+            updated_ms: now,
+        };
+        self.store.create_job(&job).await?;
+        self.queue
+            .enqueue(&QueueMessage {
+                tenant: job.tenant.clone(),
+                job: job.id.clone(),
+            })
+            .await?;
+        Ok(job.id)
+    }
+
+    /// Queue a job to re-index one asset now. Stages whose identity is unchanged are reused;
+    /// stages whose extractor, version, model or parameters changed re-run.
+    pub async fn reindex_asset(&self, id: &AssetId) -> Result<JobId, EngineError> {
+        let asset = self
+            .store
+            .get_asset(&self.cfg.tenant, id)
+            .await?
+            .ok_or_else(|| EngineError::NotIndexed(id.to_string()))?;
+        self.enqueue_index_job(&asset).await
+    }
+
+    /// Remove an asset everywhere: index documents, sidecar and thumbnails, store rows.
+    pub async fn remove_asset(&self, id: &AssetId) -> Result<(), EngineError> {
+        let tenant = &self.cfg.tenant;
+        self.index.delete_asset(tenant, id).await?;
+        worker::delete_media(self.media.as_ref(), id).await?;
+        self.store.delete_asset(tenant, id).await?;
+        Ok(())
+    }
+
+    /// Search and merge the hits into moments (at most `request.limit` of them).
+    pub async fn search(&self, request: &SearchRequest) -> Result<Vec<Moment>, EngineError> {
+        let want = request.limit.max(1);
+        // Fetch more hits than moments: neighbouring hits of one asset merge into one moment.
+        let mut fetch = request.clone().with_limit((want + request.offset) * 4).with_offset(0);
+        fetch.tenant = self.cfg.tenant.clone();
+        let hits: Vec<SearchHit> = self.index.search(&fetch).await?;
+        let moments = merge_hits(&hits, 0.0);
+        Ok(moments.into_iter().skip(request.offset).take(want).collect())
+    }
+
+    /// The stored sidecar of the asset at local `path` (a file that was indexed).
+    pub async fn sidecar_for_path(&self, path: &Path) -> Result<Sidecar, EngineError> {
+        let asset = self.asset_for_path(path).await?;
+        self.sidecar(&asset.id).await
+    }
+
+    /// Find the asset of a local file path among the registered sources.
+    pub async fn asset_for_path(&self, path: &Path) -> Result<Asset, EngineError> {
+        let abs = path.canonicalize().map_err(|e| EngineError::io(path, e))?;
+        let tenant = &self.cfg.tenant;
+        for s in self.store.list_sources(tenant).await? {
+            let root = PathBuf::from(&s.uri);
+            let key = if s.kind == "local-file" {
+                (root == abs).then(|| {
+                    abs.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
+            } else {
+                abs.strip_prefix(&root).ok().map(|rel| {
+                    rel.components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+            };
+            if let Some(key) = key {
+                let id = AssetId::derive(tenant, &s.id, &key);
+                if let Some(a) = self.store.get_asset(tenant, &id).await? {
+                    return Ok(a);
+                }
+            }
+        }
+        Err(EngineError::NotIndexed(abs.display().to_string()))
+    }
+
+    /// The path users know an asset by: for local sources the absolute file path, otherwise
+    /// `source-uri/key`.
+    pub async fn display_path(&self, source: &SourceId, key: &str) -> Result<String, EngineError> {
+        let src = self
+            .store
+            .get_source(&self.cfg.tenant, source)
+            .await?
+            .ok_or_else(|| EngineError::UnknownSource(source.to_string()))?;
+        Ok(match src.kind.as_str() {
+            "local-file" => src.uri,
+            "local" => Path::new(&src.uri).join(key).display().to_string(),
+            _ => format!("{}/{key}", src.uri.trim_end_matches('/')),
+        })
+    }
+
+    /// Read an asset's sidecar.
+    pub async fn sidecar(&self, id: &AssetId) -> Result<Sidecar, EngineError> {
+        let location = worker::sidecar_location(id);
+        let bytes = object_store::ObjectStoreExt::get(self.media.as_ref(), &location)
+            .await
+            .map_err(EngineError::media)?
+            .bytes()
+            .await
+            .map_err(EngineError::media)?;
+        serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt(format!("sidecar {location}: {e}")))
+    }
+
+    /// Local file path of a media object (thumbnail), when media is a local directory.
+    pub fn media_path(&self, location: &str) -> Option<PathBuf> {
+        self.media_root.as_ref().map(|r| r.join(location))
+    }
+
+    /// Counts of assets and jobs by state, index size, and failures with reasons.
+    pub async fn status(&self) -> Result<Status, EngineError> {
+        let tenant = &self.cfg.tenant;
+        let mut failures = Vec::new();
+        let mut q = JobQuery::tenant(tenant.clone());
+        q.state = Some("failed".into());
+        for job in self.store.list_jobs(&q).await? {
+            let key = match self.store.get_asset(tenant, &job.asset).await? {
+                Some(a) => a.key,
+                None => continue,
+            };
+            if let JobState::Failed { reason } = &job.state {
+                failures.push(Failure {
+                    key,
+                    job: job.id.to_string(),
+                    reason: reason.clone(),
+                    attempts: job.attempts,
+                });
+            }
+        }
+        Ok(Status {
+            assets: self.store.asset_counts(tenant).await?,
+            jobs: self.store.job_counts(tenant).await?,
+            index_documents: self.index.count(tenant).await?,
+            failures,
+        })
+    }
+
+    /// Messages waiting or in flight in the queue.
+    pub async fn queue_depth(&self) -> Result<u64, EngineError> {
+        let s = self.queue.stats().await?;
+        Ok(s.ready + s.delayed + s.in_flight)
+    }
+
+    /// All assets of the tenant (for listings).
+    pub async fn assets(&self) -> Result<Vec<Asset>, EngineError> {
+        let mut out = Vec::new();
+        let mut q = AssetQuery::tenant(self.cfg.tenant.clone());
+        loop {
+            let page = self.store.list_assets(&q).await?;
+            let Some(last) = page.last() else { break };
+            q.after = Some(last.id.clone());
+            out.extend(page);
+        }
+        Ok(out)
+    }
+}
+
+/// The source id of a local folder or file: `local-` + 12 hex digits of SHA-256 of its
+/// absolute path, so re-adding the same path finds the same source.
+pub fn local_source_id(absolute_path: &str) -> SourceId {
+    let digest = Sha256::digest(absolute_path.as_bytes());
+    SourceId::new(format!("local-{}", &hex(&digest)[..12]))
+}

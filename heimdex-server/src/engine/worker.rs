@@ -1,0 +1,517 @@
+//! Job execution: reserve, run the pipeline once, write sidecar + thumbnails, index, settle.
+
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use heimdex_connectors::RangeReader;
+use heimdex_core::extractor::{ExtractContext, FrameRef, apply_stage};
+use heimdex_core::model::{Asset, AssetId, AssetState, Job, JobState, SidecarRef};
+use heimdex_core::queue::{Delivery, NackOutcome};
+use heimdex_core::segments;
+use heimdex_core::sidecar::{ExtractorInfo, Keyframe, Sidecar, SidecarAsset, StageBlock};
+use heimdex_core::time_util::now_ms;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use super::{Engine, EngineError};
+
+/// A progress event for a UI (CLI progress bar, logs).
+#[derive(Debug, Clone)]
+pub enum ProgressEvent {
+    /// A job started on the asset at `key`.
+    Started {
+        /// Asset key.
+        key: String,
+    },
+    /// The job is at `stage`, `percent` of the whole job.
+    Stage {
+        /// Asset key.
+        key: String,
+        /// Stage name.
+        stage: String,
+        /// 0..=100 of the whole job.
+        percent: f32,
+    },
+    /// The job ended.
+    Finished {
+        /// Asset key.
+        key: String,
+        /// How.
+        outcome: JobOutcome,
+    },
+}
+
+/// Receives [`ProgressEvent`]s. Called from worker threads; must be cheap.
+pub trait ProgressSink: Send + Sync {
+    /// One event.
+    fn event(&self, event: ProgressEvent);
+}
+
+/// A sink that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SilentProgress;
+
+impl ProgressSink for SilentProgress {
+    fn event(&self, _: ProgressEvent) {}
+}
+
+/// How one job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// Indexed.
+    Indexed {
+        /// Shots found.
+        shots: usize,
+        /// Media duration.
+        duration_s: f64,
+        /// True when nothing had to be recomputed.
+        reused: bool,
+    },
+    /// Failed for good.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Failed; will be retried.
+    Retrying {
+        /// Why.
+        reason: String,
+        /// Delay before the retry.
+        after: Duration,
+    },
+    /// Nothing to do (superseded or already settled).
+    Skipped,
+}
+
+/// Totals of one [`Engine::run_until_idle`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Jobs that indexed their asset.
+    pub indexed: u64,
+    /// Jobs that failed for good.
+    pub failed: u64,
+    /// Failures that were scheduled for retry.
+    pub retried: u64,
+    /// Jobs with nothing to do.
+    pub skipped: u64,
+}
+
+/// Where an asset's sidecar lives in the media store.
+pub(crate) fn sidecar_location(asset: &AssetId) -> ObjectPath {
+    ObjectPath::from(format!("sidecars/{asset}.json"))
+}
+
+fn thumbnail_location(asset: &AssetId, shot: u32) -> String {
+    format!("thumbs/{asset}/shot-{shot:05}.jpg")
+}
+
+/// Delete an asset's sidecar and thumbnails.
+pub(crate) async fn delete_media(media: &dyn ObjectStore, asset: &AssetId) -> Result<(), EngineError> {
+    let prefix = ObjectPath::from(format!("thumbs/{asset}"));
+    let mut listing = media.list(Some(&prefix));
+    while let Some(meta) = listing.next().await {
+        let meta = meta.map_err(EngineError::media)?;
+        ignore_missing(media.delete(&meta.location).await)?;
+    }
+    ignore_missing(media.delete(&sidecar_location(asset)).await)
+}
+
+fn ignore_missing(r: Result<(), object_store::Error>) -> Result<(), EngineError> {
+    match r {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(EngineError::media(e)),
+    }
+}
+
+/// Live progress of one job, shared between the blocking pipeline thread and the async side.
+#[derive(Debug, Clone)]
+struct Live {
+    stage: String,
+    percent: f32,
+}
+
+/// Map the pipeline's own progress onto the whole job: probe 0–5 %, decode 5–85 %,
+/// extractors 85–95 %, writing and indexing 95–100 %.
+fn job_percent(stage: &str, stage_percent: f32) -> f32 {
+    let p = stage_percent.clamp(0.0, 100.0) / 100.0;
+    match stage {
+        "probe" => 5.0 * p,
+        "decode" => 5.0 + 80.0 * p,
+        "write" => 95.0 + 3.0 * p,
+        "index" => 98.0 + 2.0 * p,
+        _ => 85.0 + 10.0 * p,
+    }
+}
+
+struct Computed {
+    sidecar: Sidecar,
+    thumbnails: Vec<(String, Vec<u8>)>,
+    reused: bool,
+}
+
+impl Engine {
+    /// Process jobs until the queue has nothing ready, delayed or in flight, running up to
+    /// `concurrency` jobs at once. Flushes the index at the end.
+    pub async fn run_until_idle(&self, sink: Arc<dyn ProgressSink>) -> Result<RunReport, EngineError> {
+        let report = StdMutex::new(RunReport::default());
+        let workers = (0..self.cfg.concurrency.max(1)).map(|_| self.worker_loop(sink.as_ref(), &report));
+        let results = futures::future::join_all(workers).await;
+        self.index.flush().await?;
+        for r in results {
+            r?;
+        }
+        Ok(report.into_inner().unwrap_or_default())
+    }
+
+    async fn worker_loop(&self, sink: &dyn ProgressSink, report: &StdMutex<RunReport>) -> Result<(), EngineError> {
+        loop {
+            match self.queue.reserve(self.cfg.visibility).await? {
+                Some(delivery) => {
+                    let outcome = self.process(&delivery, sink).await?;
+                    if let Ok(mut r) = report.lock() {
+                        match outcome {
+                            JobOutcome::Indexed { .. } => r.indexed += 1,
+                            JobOutcome::Failed { .. } => r.failed += 1,
+                            JobOutcome::Retrying { .. } => r.retried += 1,
+                            JobOutcome::Skipped => r.skipped += 1,
+                        }
+                    }
+                }
+                None => {
+                    let stats = self.queue.stats().await?;
+                    if stats.ready + stats.delayed + stats.in_flight == 0 {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Run one delivered job to its end and settle it with the queue.
+    pub async fn process(&self, delivery: &Delivery, sink: &dyn ProgressSink) -> Result<JobOutcome, EngineError> {
+        let tenant = self.cfg.tenant.clone();
+        let Some(mut job) = self.store.get_job(&tenant, &delivery.message.job).await? else {
+            self.queue.ack(delivery).await?;
+            return Ok(JobOutcome::Skipped);
+        };
+        if job.state.is_terminal() {
+            self.queue.ack(delivery).await?;
+            return Ok(JobOutcome::Skipped);
+        }
+        let Some(asset) = self.store.get_asset(&tenant, &job.asset).await? else {
+            self.queue.ack(delivery).await?;
+            return Ok(JobOutcome::Skipped);
+        };
+        job.attempts = delivery.attempt;
+        if asset.version != job.asset_version {
+            // A newer scan queued a newer job for this asset.
+            self.set_job(&mut job, JobState::Processing { stage: "superseded".into(), percent: 100.0 }).await?;
+            self.set_job(&mut job, JobState::Completed).await?;
+            self.queue.ack(delivery).await?;
+            return Ok(JobOutcome::Skipped);
+        }
+        sink.event(ProgressEvent::Started { key: asset.key.clone() });
+        self.set_job(&mut job, JobState::Processing { stage: "probe".into(), percent: 0.0 }).await?;
+
+        let live = Arc::new(StdMutex::new(Live { stage: "probe".into(), percent: 0.0 }));
+        let work = self.index_asset(&asset, Arc::clone(&live), sink);
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut last_lease = Instant::now();
+        let mut last_saved = (String::from("probe"), 0.0f32);
+        let result = loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = tick.tick() => {
+                    if last_lease.elapsed() >= self.cfg.visibility / 3 {
+                        self.queue.extend(delivery, self.cfg.visibility).await?;
+                        last_lease = Instant::now();
+                    }
+                    let now = live.lock().map(|l| l.clone()).ok();
+                    if let Some(l) = now {
+                        if l.stage != last_saved.0 || l.percent - last_saved.1 >= 5.0 {
+                            last_saved = (l.stage.clone(), l.percent);
+                            self.set_job(&mut job, JobState::Processing { stage: l.stage, percent: l.percent }).await?;
+                        }
+                    }
+                }
+            }
+        };
+
+        let failed_stage = live.lock().map(|l| l.stage.clone()).unwrap_or_default();
+        let outcome = match result {
+            Ok((shots, duration_s, reused)) => {
+                self.set_job(&mut job, JobState::Completed).await?;
+                self.queue.ack(delivery).await?;
+                JobOutcome::Indexed { shots, duration_s, reused }
+            }
+            Err(e) => {
+                let reason = format!("{failed_stage}: {e}");
+                job.last_error = Some(reason.clone());
+                let outcome = if e.is_permanent() {
+                    self.queue.ack(delivery).await?;
+                    JobOutcome::Failed { reason: reason.clone() }
+                } else {
+                    match self.queue.nack(delivery, &reason).await? {
+                        NackOutcome::Retry { after } => JobOutcome::Retrying { reason: reason.clone(), after },
+                        NackOutcome::DeadLettered => JobOutcome::Failed {
+                            reason: format!("{reason} (gave up after {} attempts)", delivery.attempt),
+                        },
+                    }
+                };
+                match &outcome {
+                    JobOutcome::Retrying { .. } => self.set_job(&mut job, JobState::Pending).await?,
+                    JobOutcome::Failed { reason } => {
+                        self.set_job(&mut job, JobState::Failed { reason: reason.clone() }).await?;
+                        let mut failed = asset.clone();
+                        failed.state = AssetState::Failed;
+                        failed.updated_ms = now_ms();
+                        self.store.upsert_asset(&failed).await?;
+                    }
+                    _ => {}
+                }
+                tracing::warn!(asset = %asset.key, %reason, "job failed");
+                outcome
+            }
+        };
+        sink.event(ProgressEvent::Finished { key: asset.key.clone(), outcome: outcome.clone() });
+        Ok(outcome)
+    }
+
+    async fn set_job(&self, job: &mut Job, state: JobState) -> Result<(), EngineError> {
+        job.state = state;
+        job.updated_ms = now_ms();
+        self.store.update_job(job).await?;
+        Ok(())
+    }
+
+    /// Compute (or reuse) the sidecar of `asset`, store it with its thumbnails, and index it.
+    /// Returns (shots, duration, reused).
+    async fn index_asset(
+        &self,
+        asset: &Asset,
+        live: Arc<StdMutex<Live>>,
+        sink: &dyn ProgressSink,
+    ) -> Result<(usize, f64, bool), EngineError> {
+        let report = |stage: &str, stage_percent: f32| {
+            let percent = job_percent(stage, stage_percent);
+            if let Ok(mut l) = live.lock() {
+                l.stage = stage.to_owned();
+                l.percent = percent;
+            }
+            sink.event(ProgressEvent::Stage { key: asset.key.clone(), stage: stage.to_owned(), percent });
+        };
+        let previous = match &asset.sidecar {
+            Some(_) => self.sidecar(&asset.id).await.ok(),
+            None => None,
+        };
+        let computed = self.compute(asset, previous, &report).await?;
+        let Computed { sidecar, thumbnails, reused } = computed;
+
+        report("write", 0.0);
+        if !reused {
+            delete_media(self.media.as_ref(), &asset.id).await?;
+            let media = &self.media;
+            let mut puts = futures::stream::iter(thumbnails.into_iter().map(|(loc, bytes)| async move {
+                media
+                    .put(&ObjectPath::from(loc), PutPayload::from(bytes))
+                    .await
+                    .map_err(EngineError::media)
+            }))
+            .buffer_unordered(8);
+            while let Some(r) = puts.next().await {
+                r?;
+            }
+            self.media
+                .put(&sidecar_location(&asset.id), PutPayload::from(sidecar.to_json_pretty()))
+                .await
+                .map_err(EngineError::media)?;
+        }
+
+        report("index", 0.0);
+        let segs = segments::from_sidecar(&sidecar);
+        self.store.replace_segments(&asset.tenant, &asset.id, &segs).await?;
+        let path = self.display_path(&asset.source, &asset.key).await?;
+        let docs = segments::index_docs(&asset.tenant, &asset.source, &asset.id, &path, &segs);
+        self.index.delete_asset(&asset.tenant, &asset.id).await?;
+        self.index.upsert(&docs).await?;
+
+        let shots = sidecar.shots.as_ref().map(|s| s.data.shots.len()).unwrap_or(0);
+        let duration = sidecar.duration_s().unwrap_or(0.0);
+        let mut done = asset.clone();
+        done.state = AssetState::Indexed;
+        done.duration_s = sidecar.duration_s();
+        done.sidecar = Some(SidecarRef {
+            location: sidecar_location(&asset.id).to_string(),
+            schema_version: sidecar.schema_version,
+            asset_version: sidecar.asset.version.clone(),
+        });
+        done.updated_ms = now_ms();
+        self.store.upsert_asset(&done).await?;
+        report("index", 100.0);
+        Ok((shots, duration, reused))
+    }
+
+    /// Run the media stages and extractors that are not already current in `previous`.
+    async fn compute(
+        &self,
+        asset: &Asset,
+        previous: Option<Sidecar>,
+        report: &(dyn Fn(&str, f32) + Sync),
+    ) -> Result<Computed, EngineError> {
+        let media_info = media_stage_infos(&self.cfg.analyze);
+        let extractor_infos: Vec<ExtractorInfo> = self.extractors.iter().map(|e| e.info()).collect();
+        let previous = previous.filter(|p| p.asset.version == asset.version);
+        if let Some(prev) = &previous {
+            let all_current = media_info.iter().all(|i| prev.has_stage(i))
+                && extractor_infos.iter().all(|i| prev.has_stage(i));
+            if all_current {
+                return Ok(Computed { sidecar: prev.clone(), thumbnails: Vec::new(), reused: true });
+            }
+        }
+
+        let connector = self.connector(&asset.source).await?;
+        let handle = tokio::runtime::Handle::current();
+        let opts = self.cfg.analyze.clone();
+        let block = self.cfg.read_block;
+        let key = asset.key.clone();
+        let size = asset.size;
+        // The reporting closure is not 'static; forward progress through a channel.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, f32)>();
+        let extractors = self.extractors.clone();
+        let sidecar_asset = SidecarAsset {
+            id: asset.id.to_string(),
+            tenant: asset.tenant.to_string(),
+            source: asset.source.to_string(),
+            key: asset.key.clone(),
+            version: asset.version.clone(),
+            size: asset.size,
+        };
+        let asset_id = asset.id.clone();
+        let task = tokio::task::spawn_blocking(move || -> Result<Computed, EngineError> {
+            let reader = RangeReader::new(connector, key, size, block, handle);
+            let started = Instant::now();
+            let progress_tx = tx.clone();
+            let analysis = heimdex_pipeline::analyze(Box::new(reader), &opts, &mut |p| {
+                let _ = progress_tx.send((p.stage.to_owned(), p.percent));
+            })?;
+            let media_ms = started.elapsed().as_millis() as u64;
+            let [probe_info, shots_info, audio_info] = media_stage_infos(&opts);
+            let mut sidecar = Sidecar::new(sidecar_asset);
+            sidecar.technical = Some(StageBlock::new(probe_info, 0, analysis.technical.clone()));
+            let mut shots = analysis.shots.clone();
+            let mut thumbnails = Vec::with_capacity(analysis.keyframes.len());
+            for kf in &analysis.keyframes {
+                let loc = thumbnail_location(&asset_id, kf.shot_index);
+                if let Some(shot) = shots.shots.get_mut(kf.shot_index as usize) {
+                    shot.keyframe = Some(Keyframe {
+                        time_s: kf.time_s,
+                        frame: kf.frame,
+                        thumbnail: loc.clone(),
+                        width: kf.thumb_width,
+                        height: kf.thumb_height,
+                    });
+                    if shot.descriptors.is_empty() {
+                        shot.descriptors = kf.descriptors.clone();
+                    }
+                }
+                thumbnails.push((loc, kf.thumbnail_jpeg.clone()));
+            }
+            sidecar.shots = Some(StageBlock::new(shots_info, media_ms, shots));
+            if let Some(audio) = &analysis.audio {
+                sidecar.audio = Some(StageBlock::new(audio_info, 0, audio.summary()));
+            }
+            let frames: Vec<FrameRef<'_>> = analysis
+                .keyframes
+                .iter()
+                .map(|k| FrameRef { shot_index: k.shot_index, time_s: k.time_s, width: k.width, height: k.height, rgb: &k.rgb })
+                .collect();
+            let total = extractors.len().max(1) as f32;
+            for (i, ex) in extractors.iter().enumerate() {
+                let info = ex.info();
+                if let Some(prev) = previous.as_ref().filter(|p| p.has_stage(&info)) {
+                    copy_stage(prev, &mut sidecar, &info);
+                    continue;
+                }
+                let needs = ex.needs();
+                let name = info.name.clone();
+                let stage_tx = tx.clone();
+                let base = i as f32 / total * 100.0;
+                let progress = move |p: f32| {
+                    let _ = stage_tx.send((name.clone(), base + p / total));
+                };
+                let audio = analysis.audio.as_ref().map(|a| a.samples.as_slice()).filter(|_| needs.audio_16k);
+                let kfs: &[FrameRef<'_>] = if needs.keyframes { &frames } else { &[] };
+                let ctx = ExtractContext::new(&sidecar, kfs, audio, &progress);
+                let t = Instant::now();
+                let data = ex
+                    .extract(&ctx)
+                    .map_err(|source| EngineError::Extractor { name: info.name.clone(), source })?;
+                apply_stage(&mut sidecar, info, t.elapsed().as_millis() as u64, data);
+            }
+            Ok(Computed { sidecar, thumbnails, reused: false })
+        });
+        tokio::pin!(task);
+        loop {
+            tokio::select! {
+                r = &mut task => {
+                    while let Ok((stage, p)) = rx.try_recv() { report(&stage, p); }
+                    return r.map_err(|e| EngineError::Task(e.to_string()))?;
+                }
+                Some((stage, p)) = rx.recv() => report(&stage, p),
+            }
+        }
+    }
+}
+
+/// Version of the built-in media stages' semantics; bump it when their output changes so
+/// re-indexing recomputes them.
+pub(crate) const MEDIA_STAGES_VERSION: &str = "1";
+
+/// Identities of the built-in media stages (probe, shots/keyframes, audio).
+pub(crate) fn media_stage_infos(opts: &heimdex_pipeline::AnalyzeOptions) -> [ExtractorInfo; 3] {
+    let version = MEDIA_STAGES_VERSION.to_owned();
+    [
+        ExtractorInfo { name: "ffmpeg.probe".into(), version: version.clone(), model: None, params: None },
+        ExtractorInfo {
+            name: "shots.content-hsv".into(),
+            version: version.clone(),
+            model: None,
+            params: Some(format!(
+                "{};thumb_width={};jpeg_quality={}",
+                opts.params_string(),
+                opts.thumbnail_max_width,
+                opts.jpeg_quality
+            )),
+        },
+        ExtractorInfo {
+            name: "ffmpeg.audio16k".into(),
+            version,
+            model: None,
+            params: Some(format!("decode_audio={}", opts.decode_audio)),
+        },
+    ]
+}
+
+fn copy_stage(from: &Sidecar, to: &mut Sidecar, info: &ExtractorInfo) {
+    let same = |b: &ExtractorInfo| b == info;
+    if from.transcript.as_ref().is_some_and(|b| same(&b.extractor)) {
+        to.transcript = from.transcript.clone();
+    }
+    if from.ocr.as_ref().is_some_and(|b| same(&b.extractor)) {
+        to.ocr = from.ocr.clone();
+    }
+    if from.faces.as_ref().is_some_and(|b| same(&b.extractor)) {
+        to.faces = from.faces.clone();
+    }
+    if from.embeddings.as_ref().is_some_and(|b| same(&b.extractor)) {
+        to.embeddings = from.embeddings.clone();
+    }
+    for (name, block) in &from.extensions {
+        if same(&block.extractor) {
+            to.extensions.insert(name.clone(), block.clone());
+        }
+    }
+}

@@ -1,0 +1,651 @@
+//! [`SqliteStore`]: the embedded [`Store`] on one SQLite file (sqlx, WAL mode).
+//!
+//! Schema (see `migrations/sqlite/`): `sources`, `assets`, `jobs` and `segments`, each keyed by
+//! `(tenant, id)` (segments by `(tenant, asset, id)`); every statement filters by tenant, which
+//! is how the store keeps tenants apart. Job state is stored flat (`state` name + `stage`,
+//! `percent`, `reason`), timestamps as integer milliseconds, segment tags as a JSON array.
+//!
+//! There are no foreign keys between the tables on purpose: the [`Store`] contract lets a
+//! caller create a job or segments before (or without) the asset, and the Postgres store must
+//! behave the same. [`Store::delete_asset`] removes the dependent rows in one transaction.
+//!
+//! The same database also holds the persisted queue of [`crate::queue::LocalQueue`]
+//! (`queue_messages`), which is why [`SqliteStore::pool`] is public.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use heimdex_core::model::{
+    Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Segment, SegmentKind, SidecarRef,
+    Source, SourceId, TenantId,
+};
+use heimdex_core::store::{AssetQuery, JobQuery, Store, StoreError};
+use sqlx::Row;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+
+/// The store's migrations, embedded at compile time.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Backend name used in [`StoreError::Backend`].
+const STORE: &str = "sqlite";
+/// Page size when a query gives none.
+const DEFAULT_LIMIT: u32 = 1000;
+/// How long a statement waits for another connection's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections of a file-backed pool (WAL: readers run concurrently, writers take turns).
+const FILE_POOL_SIZE: u32 = 4;
+/// Optimistic retries of [`Store::update_job`] when another writer changed the state between
+/// the read and the conditional write.
+const UPDATE_RETRIES: usize = 8;
+
+/// Private error of the SQLite backend; callers see [`StoreError::Backend`].
+#[derive(Debug, thiserror::Error)]
+enum SqliteError {
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    #[error("running migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("creating directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Value(String),
+    #[error("job {0}: concurrent updates kept changing its state")]
+    Contended(String),
+}
+
+impl From<SqliteError> for StoreError {
+    fn from(e: SqliteError) -> Self {
+        StoreError::Backend {
+            store: STORE,
+            source: Box::new(e),
+        }
+    }
+}
+
+/// Shorthand: any sqlx error as a [`StoreError::Backend`].
+fn db(e: sqlx::Error) -> StoreError {
+    SqliteError::Sqlx(e).into()
+}
+
+/// The embedded [`Store`]: one SQLite database file (or an in-memory database for tests).
+///
+/// Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing, with parent directories) the database at `path`, in WAL mode
+    /// with a busy timeout and foreign keys on, and apply pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| SqliteError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        Self::from_pool(pool).await
+    }
+
+    /// A fresh private in-memory database, for tests. It lives as long as this store (and its
+    /// clones): the pool holds exactly one connection that is never closed, because every new
+    /// connection to `:memory:` would see a different, empty database.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(db)?
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        Self::from_pool(pool).await
+    }
+
+    /// Wrap an existing pool and apply pending migrations to it.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        MIGRATOR.run(&pool).await.map_err(SqliteError::from)?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool (shared with [`crate::queue::LocalQueue`]).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Close every connection, waiting for running statements to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+// ---- row <-> model conversion -------------------------------------------------------------
+
+/// Read column `col` of `row`, mapping decode failures to [`StoreError::Corrupt`].
+fn col<'r, T>(row: &'r SqliteRow, col: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(col)
+        .map_err(|e| StoreError::Corrupt(format!("column `{col}`: {e}")))
+}
+
+fn u32_col(row: &SqliteRow, name: &str) -> Result<u32, StoreError> {
+    let v: i64 = col(row, name)?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("column `{name}`: {v} out of range")))
+}
+
+fn to_i64(what: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| SqliteError::Value(format!("{what} {v} exceeds i64")).into())
+}
+
+fn source_from_row(row: &SqliteRow) -> Result<Source, StoreError> {
+    Ok(Source {
+        tenant: TenantId::new(col::<String>(row, "tenant")?),
+        id: SourceId::new(col::<String>(row, "id")?),
+        kind: col(row, "kind")?,
+        uri: col(row, "uri")?,
+        cursor: col(row, "cursor")?,
+    })
+}
+
+fn asset_from_row(row: &SqliteRow) -> Result<Asset, StoreError> {
+    let state: String = col(row, "state")?;
+    let state = AssetState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown asset state `{state}`")))?;
+    let size: i64 = col(row, "size")?;
+    let size =
+        u64::try_from(size).map_err(|_| StoreError::Corrupt(format!("asset size {size}")))?;
+    let location: Option<String> = col(row, "sidecar_location")?;
+    let sidecar = match location {
+        None => None,
+        Some(location) => {
+            let schema_version: Option<i64> = col(row, "sidecar_schema_version")?;
+            let asset_version: Option<String> = col(row, "sidecar_asset_version")?;
+            match (schema_version, asset_version) {
+                (Some(v), Some(asset_version)) => Some(SidecarRef {
+                    location,
+                    schema_version: u32::try_from(v)
+                        .map_err(|_| StoreError::Corrupt(format!("sidecar schema version {v}")))?,
+                    asset_version,
+                }),
+                _ => return Err(StoreError::Corrupt("incomplete sidecar reference".into())),
+            }
+        }
+    };
+    Ok(Asset {
+        tenant: TenantId::new(col::<String>(row, "tenant")?),
+        id: AssetId::new(col::<String>(row, "id")?),
+        source: SourceId::new(col::<String>(row, "source")?),
+        key: col(row, "object_key")?,
+        version: col(row, "version")?,
+        size,
+        state,
+        sidecar,
+        duration_s: col(row, "duration_s")?,
+        updated_ms: col(row, "updated_ms")?,
+    })
+}
+
+/// The flat columns of a [`JobState`]: (name, stage, percent, reason).
+fn job_state_columns(state: &JobState) -> (&'static str, Option<&str>, Option<f64>, Option<&str>) {
+    match state {
+        JobState::Pending => ("pending", None, None, None),
+        JobState::Processing { stage, percent } => (
+            "processing",
+            Some(stage.as_str()),
+            Some(f64::from(*percent)),
+            None,
+        ),
+        JobState::Completed => ("completed", None, None, None),
+        JobState::Failed { reason } => ("failed", None, None, Some(reason.as_str())),
+    }
+}
+
+fn job_state_from_row(row: &SqliteRow) -> Result<JobState, StoreError> {
+    let name: String = col(row, "state")?;
+    Ok(match name.as_str() {
+        "pending" => JobState::Pending,
+        "processing" => {
+            let stage: Option<String> = col(row, "stage")?;
+            let percent: Option<f64> = col(row, "percent")?;
+            JobState::Processing {
+                stage: stage
+                    .ok_or_else(|| StoreError::Corrupt("processing job without stage".into()))?,
+                // Stored from an f32, so the narrowing is exact.
+                percent: percent
+                    .ok_or_else(|| StoreError::Corrupt("processing job without percent".into()))?
+                    as f32,
+            }
+        }
+        "completed" => JobState::Completed,
+        "failed" => {
+            let reason: Option<String> = col(row, "reason")?;
+            JobState::Failed {
+                reason: reason
+                    .ok_or_else(|| StoreError::Corrupt("failed job without reason".into()))?,
+            }
+        }
+        other => return Err(StoreError::Corrupt(format!("unknown job state `{other}`"))),
+    })
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
+    let kind: String = col(row, "kind")?;
+    Ok(Job {
+        tenant: TenantId::new(col::<String>(row, "tenant")?),
+        id: JobId::new(col::<String>(row, "id")?),
+        kind: JobKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown job kind `{kind}`")))?,
+        asset: AssetId::new(col::<String>(row, "asset")?),
+        asset_version: col(row, "asset_version")?,
+        state: job_state_from_row(row)?,
+        attempts: u32_col(row, "attempts")?,
+        last_error: col(row, "last_error")?,
+        created_ms: col(row, "created_ms")?,
+        updated_ms: col(row, "updated_ms")?,
+    })
+}
+
+fn segment_kind(name: &str) -> Result<SegmentKind, StoreError> {
+    Ok(match name {
+        "asset" => SegmentKind::Asset,
+        "shot" => SegmentKind::Shot,
+        "transcript" => SegmentKind::Transcript,
+        "ocr" => SegmentKind::Ocr,
+        "custom" => SegmentKind::Custom,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unknown segment kind `{other}`"
+            )));
+        }
+    })
+}
+
+fn segment_from_row(row: &SqliteRow) -> Result<Segment, StoreError> {
+    let kind: String = col(row, "kind")?;
+    let tags: String = col(row, "tags")?;
+    let tags: Vec<String> = serde_json::from_str(&tags)
+        .map_err(|e| StoreError::Corrupt(format!("segment tags: {e}")))?;
+    Ok(Segment {
+        id: col(row, "id")?,
+        kind: segment_kind(&kind)?,
+        start_s: col(row, "start_s")?,
+        end_s: col(row, "end_s")?,
+        text: col(row, "content")?,
+        thumbnail: col(row, "thumbnail")?,
+        tags,
+    })
+}
+
+fn limit(limit: Option<u32>) -> i64 {
+    i64::from(limit.unwrap_or(DEFAULT_LIMIT))
+}
+
+// ---- the Store ------------------------------------------------------------------------------
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn upsert_source(&self, source: &Source) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sources (tenant, id, kind, uri, cursor) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (tenant, id) DO UPDATE SET
+                 kind = excluded.kind, uri = excluded.uri, cursor = excluded.cursor",
+        )
+        .bind(source.tenant.as_str())
+        .bind(source.id.as_str())
+        .bind(&source.kind)
+        .bind(&source.uri)
+        .bind(source.cursor.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn get_source(
+        &self,
+        tenant: &TenantId,
+        id: &SourceId,
+    ) -> Result<Option<Source>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tenant, id, kind, uri, cursor FROM sources WHERE tenant = ?1 AND id = ?2",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(source_from_row).transpose()
+    }
+
+    async fn list_sources(&self, tenant: &TenantId) -> Result<Vec<Source>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, id, kind, uri, cursor FROM sources WHERE tenant = ?1 ORDER BY id",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(source_from_row).collect()
+    }
+
+    async fn upsert_asset(&self, asset: &Asset) -> Result<(), StoreError> {
+        let sidecar = asset.sidecar.as_ref();
+        sqlx::query(
+            "INSERT INTO assets (tenant, id, source, object_key, version, size, state,
+                 sidecar_location, sidecar_schema_version, sidecar_asset_version, duration_s,
+                 updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (tenant, id) DO UPDATE SET
+                 source = excluded.source, object_key = excluded.object_key,
+                 version = excluded.version, size = excluded.size, state = excluded.state,
+                 sidecar_location = excluded.sidecar_location,
+                 sidecar_schema_version = excluded.sidecar_schema_version,
+                 sidecar_asset_version = excluded.sidecar_asset_version,
+                 duration_s = excluded.duration_s, updated_ms = excluded.updated_ms",
+        )
+        .bind(asset.tenant.as_str())
+        .bind(asset.id.as_str())
+        .bind(asset.source.as_str())
+        .bind(&asset.key)
+        .bind(&asset.version)
+        .bind(to_i64("asset size", asset.size)?)
+        .bind(asset.state.as_str())
+        .bind(sidecar.map(|s| s.location.as_str()))
+        .bind(sidecar.map(|s| i64::from(s.schema_version)))
+        .bind(sidecar.map(|s| s.asset_version.as_str()))
+        .bind(asset.duration_s)
+        .bind(asset.updated_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn get_asset(
+        &self,
+        tenant: &TenantId,
+        id: &AssetId,
+    ) -> Result<Option<Asset>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tenant, id, source, object_key, version, size, state, sidecar_location,
+                 sidecar_schema_version, sidecar_asset_version, duration_s, updated_ms
+             FROM assets WHERE tenant = ?1 AND id = ?2",
+        )
+        .bind(tenant.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(asset_from_row).transpose()
+    }
+
+    async fn list_assets(&self, query: &AssetQuery) -> Result<Vec<Asset>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant, id, source, object_key, version, size, state, sidecar_location,
+                 sidecar_schema_version, sidecar_asset_version, duration_s, updated_ms
+             FROM assets
+             WHERE tenant = ?1
+               AND (?2 IS NULL OR source = ?2)
+               AND (?3 IS NULL OR state = ?3)
+               AND (?4 IS NULL OR id > ?4)
+             ORDER BY id
+             LIMIT ?5",
+        )
+        .bind(query.tenant.as_str())
+        .bind(query.source.as_ref().map(SourceId::as_str))
+        .bind(query.state.map(AssetState::as_str))
+        .bind(query.after.as_ref().map(AssetId::as_str))
+        .bind(limit(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(asset_from_row).collect()
+    }
+
+    async fn delete_asset(&self, tenant: &TenantId, id: &AssetId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let deleted = sqlx::query("DELETE FROM assets WHERE tenant = ?1 AND id = ?2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        sqlx::query("DELETE FROM jobs WHERE tenant = ?1 AND asset = ?2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("DELETE FROM segments WHERE tenant = ?1 AND asset = ?2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(deleted > 0)
+    }
+
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
+        let (state, stage, percent, reason) = job_state_columns(&job.state);
+        sqlx::query(
+            "INSERT INTO jobs (tenant, id, kind, asset, asset_version, state, stage, percent,
+                 reason, attempts, last_error, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .bind(job.tenant.as_str())
+        .bind(job.id.as_str())
+        .bind(job.kind.as_str())
+        .bind(job.asset.as_str())
+        .bind(&job.asset_version)
+        .bind(state)
+        .bind(stage)
+        .bind(percent)
+        .bind(reason)
+        .bind(i64::from(job.attempts))
+        .bind(job.last_error.as_deref())
+        .bind(job.created_ms)
+        .bind(job.updated_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn get_job(&self, tenant: &TenantId, id: &JobId) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE tenant = ?1 AND id = ?2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn update_job(&self, job: &Job) -> Result<(), StoreError> {
+        let (state, stage, percent, reason) = job_state_columns(&job.state);
+        // Optimistic concurrency: legality depends only on the current state's name, so the
+        // write is conditional on that name; if another writer changed it in between, re-read.
+        for _ in 0..UPDATE_RETRIES {
+            let Some(current) = self.get_job(&job.tenant, &job.id).await? else {
+                return Err(StoreError::NotFound {
+                    entity: "job",
+                    id: job.id.to_string(),
+                });
+            };
+            if !current.state.can_transition_to(&job.state) {
+                return Err(StoreError::InvalidTransition {
+                    id: job.id.to_string(),
+                    from: current.state.name(),
+                    to: job.state.name(),
+                });
+            }
+            let updated = sqlx::query(
+                "UPDATE jobs SET state = ?1, stage = ?2, percent = ?3, reason = ?4,
+                     attempts = ?5, last_error = ?6, updated_ms = ?7
+                 WHERE tenant = ?8 AND id = ?9 AND state = ?10",
+            )
+            .bind(state)
+            .bind(stage)
+            .bind(percent)
+            .bind(reason)
+            .bind(i64::from(job.attempts))
+            .bind(job.last_error.as_deref())
+            .bind(job.updated_ms)
+            .bind(job.tenant.as_str())
+            .bind(job.id.as_str())
+            .bind(current.state.name())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if updated == 1 {
+                return Ok(());
+            }
+        }
+        Err(SqliteError::Contended(job.id.to_string()).into())
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs
+             WHERE tenant = ?1
+               AND (?2 IS NULL OR asset = ?2)
+               AND (?3 IS NULL OR state = ?3)
+             ORDER BY created_ms DESC, id DESC
+             LIMIT ?4",
+        )
+        .bind(query.tenant.as_str())
+        .bind(query.asset.as_ref().map(AssetId::as_str))
+        .bind(query.state.as_deref())
+        .bind(limit(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn replace_segments(
+        &self,
+        tenant: &TenantId,
+        asset: &AssetId,
+        segments: &[Segment],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("DELETE FROM segments WHERE tenant = ?1 AND asset = ?2")
+            .bind(tenant.as_str())
+            .bind(asset.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for s in segments {
+            let tags = serde_json::to_string(&s.tags)
+                .map_err(|e| SqliteError::Value(format!("segment {} tags: {e}", s.id)))?;
+            sqlx::query(
+                "INSERT INTO segments (tenant, asset, id, kind, start_s, end_s, content,
+                     thumbnail, tags)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .bind(tenant.as_str())
+            .bind(asset.as_str())
+            .bind(&s.id)
+            .bind(s.kind.as_str())
+            .bind(s.start_s)
+            .bind(s.end_s)
+            .bind(&s.text)
+            .bind(s.thumbnail.as_deref())
+            .bind(tags)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn list_segments(
+        &self,
+        tenant: &TenantId,
+        asset: &AssetId,
+    ) -> Result<Vec<Segment>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, start_s, end_s, content, thumbnail, tags FROM segments
+             WHERE tenant = ?1 AND asset = ?2
+             ORDER BY start_s, end_s, id",
+        )
+        .bind(tenant.as_str())
+        .bind(asset.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(segment_from_row).collect()
+    }
+
+    async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM assets WHERE tenant = ?1 GROUP BY state")
+                .bind(tenant.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        let known = [AssetState::Pending, AssetState::Indexed, AssetState::Failed];
+        counts_by_state(&rows, known.map(AssetState::as_str))
+    }
+
+    async fn job_counts(&self, tenant: &TenantId) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM jobs WHERE tenant = ?1 GROUP BY state")
+                .bind(tenant.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        counts_by_state(&rows, ["pending", "processing", "completed", "failed"])
+    }
+}
+
+/// `(state, n)` rows as a map that also lists the known states with no rows as 0.
+fn counts_by_state<const N: usize>(
+    rows: &[SqliteRow],
+    known: [&str; N],
+) -> Result<BTreeMap<String, u64>, StoreError> {
+    let mut map: BTreeMap<String, u64> = known.iter().map(|s| ((*s).to_owned(), 0)).collect();
+    for row in rows {
+        let state: String = col(row, "state")?;
+        let n: i64 = col(row, "n")?;
+        let n = u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))?;
+        map.insert(state, n);
+    }
+    Ok(map)
+}

@@ -1,0 +1,212 @@
+//! Engine behaviour through the library API: restarts, progress, retries, stage reuse.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use heimdex_core::extractor::{ExtractContext, ExtractError, Extractor, Needs, StageData};
+use heimdex_core::model::JobState;
+use heimdex_core::queue::RetryPolicy;
+use heimdex_core::sidecar::{CustomBlock, ExtractorInfo, TextSpan};
+use heimdex_core::store::JobQuery;
+use heimdex_server::engine::{Engine, EngineConfig, JobOutcome, ProgressEvent, ProgressSink, SilentProgress};
+
+fn cfg() -> EngineConfig {
+    EngineConfig {
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(200),
+        },
+        ..EngineConfig::default()
+    }
+}
+
+/// Counts calls; fails the first `fail_first` of them; labels each keyframe.
+#[derive(Debug)]
+struct Counting {
+    version: String,
+    calls: AtomicU32,
+    fail_first: u32,
+}
+
+impl Counting {
+    fn new(version: &str, fail_first: u32) -> Arc<Self> {
+        Arc::new(Self { version: version.into(), calls: AtomicU32::new(0), fail_first })
+    }
+}
+
+impl Extractor for Counting {
+    fn info(&self) -> ExtractorInfo {
+        ExtractorInfo { name: "test.counting".into(), version: self.version.clone(), model: None, params: None }
+    }
+    fn needs(&self) -> Needs {
+        Needs::keyframes()
+    }
+    fn extract(&self, ctx: &ExtractContext<'_>) -> Result<StageData, ExtractError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= self.fail_first {
+            return Err(ExtractError::Failed(format!("transient failure {n}")));
+        }
+        assert!(!ctx.keyframes.is_empty(), "keyframes are handed to the stage");
+        let spans = ctx
+            .keyframes
+            .iter()
+            .map(|k| TextSpan {
+                start_s: k.time_s,
+                end_s: k.time_s + 0.5,
+                text: format!("zebracorn v{} {}x{}", self.version, k.width, k.height),
+                tags: vec![],
+            })
+            .collect();
+        Ok(StageData::Custom(CustomBlock { data: serde_json::json!({"n": n}), spans }))
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<ProgressEvent>>);
+
+impl ProgressSink for Recorder {
+    fn event(&self, e: ProgressEvent) {
+        self.0.lock().expect("lock").push(e);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_loses_no_job() {
+    let Some(samples) = samples() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lib = tmp.path().join("lib");
+    std::fs::create_dir_all(&lib).expect("mkdir");
+    copy_samples(&samples, &lib, &["bikes.mp4", "carphone_pristine.mp4"]);
+    let home = tmp.path().join("home");
+    {
+        let engine = Engine::open_embedded(&home, cfg()).await.expect("open");
+        let src = engine.add_local_path(&lib).await.expect("source");
+        let scan = engine.scan(&src.id).await.expect("scan");
+        assert_eq!(scan.new, 2);
+        // Dropped here, like a crash after queuing and before any work.
+    }
+    let engine = Engine::open_embedded(&home, cfg()).await.expect("reopen");
+    engine.attach_stored_sources().await.expect("attach");
+    assert_eq!(engine.queue_depth().await.expect("depth"), 2, "both jobs survived the restart");
+    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    assert_eq!(report.indexed, 2);
+    assert_eq!(engine.queue_depth().await.expect("depth"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_reported_by_stage_and_percent() {
+    let Some(samples) = samples() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    copy_samples(&samples, tmp.path(), &["bigbuckbunny.mp4"]);
+    let engine = Engine::open_embedded(&tmp.path().join("home"), cfg()).await.expect("open");
+    let src = engine.add_local_path(&tmp.path().join("bigbuckbunny.mp4")).await.expect("source");
+    engine.scan(&src.id).await.expect("scan");
+    let rec = Arc::new(Recorder::default());
+    engine.run_until_idle(rec.clone()).await.expect("run");
+    let events = rec.0.lock().expect("lock").clone();
+    let stages: Vec<(String, f32)> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProgressEvent::Stage { stage, percent, .. } => Some((stage.clone(), *percent)),
+            _ => None,
+        })
+        .collect();
+    for want in ["probe", "decode", "write", "index"] {
+        assert!(stages.iter().any(|(s, _)| s == want), "stage {want} reported: {stages:?}");
+    }
+    assert!(stages.windows(2).all(|w| w[1].1 >= w[0].1), "percent never goes back: {stages:?}");
+    assert_eq!(stages.last().map(|s| s.1), Some(100.0));
+    assert!(matches!(events.last(), Some(ProgressEvent::Finished { outcome: JobOutcome::Indexed { .. }, .. })));
+    let jobs = engine.store().list_jobs(&JobQuery::tenant(engine.tenant().clone())).await.expect("jobs");
+    assert_eq!(jobs[0].state, JobState::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_retry_and_persistent_ones_end_failed_with_reason() {
+    let Some(samples) = samples() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    copy_samples(&samples, tmp.path(), &["carphone_pristine.mp4"]);
+    let file = tmp.path().join("carphone_pristine.mp4");
+
+    let flaky = Counting::new("1", 1);
+    let engine = Engine::open_embedded(&tmp.path().join("home1"), cfg())
+        .await
+        .expect("open")
+        .with_extractor(flaky.clone());
+    let src = engine.add_local_path(&file).await.expect("source");
+    engine.scan(&src.id).await.expect("scan");
+    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    assert_eq!((report.retried, report.indexed), (1, 1), "{report:?}");
+    let jobs = engine.store().list_jobs(&JobQuery::tenant(engine.tenant().clone())).await.expect("jobs");
+    assert_eq!(jobs[0].state, JobState::Completed);
+    assert_eq!(jobs[0].attempts, 2);
+    assert!(jobs[0].last_error.as_deref().is_some_and(|e| e.contains("transient failure 1")));
+
+    let broken = Counting::new("1", u32::MAX);
+    let engine = Engine::open_embedded(&tmp.path().join("home2"), cfg())
+        .await
+        .expect("open")
+        .with_extractor(broken.clone());
+    let src = engine.add_local_path(&file).await.expect("source");
+    engine.scan(&src.id).await.expect("scan");
+    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    assert_eq!((report.retried, report.failed), (2, 1), "{report:?}");
+    assert_eq!(broken.calls.load(Ordering::SeqCst), 3);
+    let status = engine.status().await.expect("status");
+    assert_eq!(status.failures.len(), 1);
+    let reason = &status.failures[0].reason;
+    assert!(reason.contains("test.counting") && reason.contains("gave up after 3 attempts"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes() {
+    let Some(samples) = samples() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    copy_samples(&samples, tmp.path(), &["bikes.mp4"]);
+    let file = tmp.path().join("bikes.mp4");
+    let home = tmp.path().join("home");
+
+    let v1 = Counting::new("1", 0);
+    let engine = Engine::open_embedded(&home, cfg()).await.expect("open").with_extractor(v1.clone());
+    let src = engine.add_local_path(&file).await.expect("source");
+    engine.scan(&src.id).await.expect("scan");
+    engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    assert_eq!(v1.calls.load(Ordering::SeqCst), 1);
+    let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("zebracorn");
+    let moments = engine.search(&req).await.expect("search");
+    assert!(!moments.is_empty(), "custom spans are searchable");
+    assert!(moments[0].snippet.as_deref().is_some_and(|s| s.contains("[zebracorn]")));
+    let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
+    assert_valid_sidecar(&sidecar_validator(), &serde_json::to_value(&sidecar).expect("json"));
+    drop(engine);
+
+    // Same identity: a forced re-run of the job reuses the stored stage (no call).
+    let again = Counting::new("1", 0);
+    let engine = Engine::open_embedded(&home, cfg()).await.expect("open").with_extractor(again.clone());
+    engine.attach_stored_sources().await.expect("attach");
+    let asset = engine.asset_for_path(&file).await.expect("asset");
+    engine.reindex_asset(&asset.id).await.expect("requeue");
+    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    assert_eq!(report.indexed, 1);
+    assert_eq!(again.calls.load(Ordering::SeqCst), 0, "unchanged stage is reused");
+    drop(engine);
+
+    // New version of the stage: only it re-runs; its new output replaces the old.
+    let v2 = Counting::new("2", 0);
+    let engine = Engine::open_embedded(&home, cfg()).await.expect("open").with_extractor(v2.clone());
+    engine.attach_stored_sources().await.expect("attach");
+    engine.reindex_asset(&asset.id).await.expect("requeue");
+    engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    assert_eq!(v2.calls.load(Ordering::SeqCst), 1);
+    let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
+    assert_eq!(sidecar.extensions["test.counting"].extractor.version, "2");
+    let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("\"zebracorn v2\"");
+    assert!(!engine.search(&req).await.expect("search").is_empty());
+    let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("v1");
+    assert!(engine.search(&req).await.expect("search").is_empty(), "no stale documents");
+}

@@ -1,0 +1,163 @@
+//! `LocalQueue` against the shared `Queue` conformance suite, on a file-backed `SqliteStore`,
+//! with a reopen function that opens a new store + queue on the same file (a restart).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use heimdex_core::conformance::queue as suite;
+use heimdex_core::model::{JobId, TenantId};
+use heimdex_core::queue::{Queue, QueueMessage, RetryPolicy};
+use heimdex_server::queue::LocalQueue;
+use heimdex_server::store::SqliteStore;
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+    }
+}
+
+async fn open(path: PathBuf) -> LocalQueue {
+    let store = SqliteStore::open(&path).await.expect("open store");
+    LocalQueue::new(&store, policy()).await.expect("queue")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_queue_conformance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("heimdex.db");
+    let queue = open(path.clone()).await;
+    let reopen = move || -> Pin<Box<dyn Future<Output = Arc<dyn Queue>> + Send>> {
+        let path = path.clone();
+        Box::pin(async move { Arc::new(open(path).await) as Arc<dyn Queue> })
+    };
+    suite::run_all(&queue, Some(&reopen)).await;
+}
+
+#[tokio::test]
+async fn local_queue_in_memory_conformance_without_reopen() {
+    let store = SqliteStore::in_memory().await.expect("store");
+    let queue = LocalQueue::new(&store, policy()).await.expect("queue");
+    suite::run_all(&queue, None).await;
+}
+
+#[tokio::test]
+async fn zero_max_attempts_is_rejected() {
+    let store = SqliteStore::in_memory().await.expect("store");
+    let bad = RetryPolicy {
+        max_attempts: 0,
+        ..policy()
+    };
+    assert!(LocalQueue::new(&store, bad).await.is_err());
+}
+
+/// A worker whose lease expires on the last attempt (it keeps dying) dead-letters the job
+/// instead of redelivering it forever.
+#[tokio::test]
+async fn expired_lease_on_last_attempt_dead_letters() {
+    let store = SqliteStore::in_memory().await.expect("store");
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..policy()
+    };
+    let queue = LocalQueue::new(&store, policy).await.expect("queue");
+    let m = QueueMessage {
+        tenant: TenantId::default_tenant(),
+        job: JobId::random(),
+    };
+    queue.enqueue(&m).await.expect("enqueue");
+    let lease = Duration::from_millis(50);
+    let d1 = queue
+        .reserve(lease)
+        .await
+        .expect("reserve")
+        .expect("delivery 1");
+    queue.nack(&d1, "decoder crashed").await.expect("nack");
+    tokio::time::sleep(policy.backoff(1) + Duration::from_millis(30)).await;
+    let d2 = queue
+        .reserve(lease)
+        .await
+        .expect("reserve")
+        .expect("delivery 2");
+    assert_eq!(d2.attempt, 2);
+    tokio::time::sleep(lease + Duration::from_millis(30)).await;
+    assert!(queue.reserve(lease).await.expect("reserve").is_none());
+    let stats = queue.stats().await.expect("stats");
+    assert_eq!((stats.ready, stats.in_flight, stats.dead), (0, 0, 1));
+    let letters = queue.dead_letters().await.expect("dead letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].message, m);
+    assert_eq!(letters[0].attempts, 2);
+    assert!(
+        letters[0].reason.contains("lease expired"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(
+        letters[0].reason.contains("decoder crashed"),
+        "{}",
+        letters[0].reason
+    );
+}
+
+/// `wait_for_work` wakes on enqueue, returns at once when work is ready, and otherwise
+/// sleeps only until the next delayed message is due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_work_wakes_up() {
+    let store = SqliteStore::in_memory().await.expect("store");
+    let queue = LocalQueue::new(&store, policy()).await.expect("queue");
+
+    // Empty queue: times out.
+    let t = Instant::now();
+    queue.wait_for_work(Duration::from_millis(100)).await;
+    assert!(t.elapsed() >= Duration::from_millis(90));
+
+    // Woken by an enqueue from another task.
+    let producer = queue.clone();
+    let t = Instant::now();
+    let handle = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let m = QueueMessage {
+            tenant: TenantId::default_tenant(),
+            job: JobId::random(),
+        };
+        producer.enqueue(&m).await.expect("enqueue");
+    });
+    queue.wait_for_work(Duration::from_secs(5)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "not woken: {:?}",
+        t.elapsed()
+    );
+    handle.await.expect("producer");
+
+    // Work is ready: returns at once.
+    let t = Instant::now();
+    queue.wait_for_work(Duration::from_secs(5)).await;
+    assert!(t.elapsed() < Duration::from_secs(1));
+
+    // Only a delayed message: returns when it is due, long before the timeout.
+    let d = queue
+        .reserve(Duration::from_secs(30))
+        .await
+        .expect("reserve")
+        .expect("delivery");
+    queue.nack(&d, "later").await.expect("nack");
+    let t = Instant::now();
+    queue.wait_for_work(Duration::from_secs(5)).await;
+    let waited = t.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "slept past the due time: {waited:?}"
+    );
+    let d = queue
+        .reserve(Duration::from_secs(30))
+        .await
+        .expect("reserve")
+        .expect("due now");
+    queue.ack(&d).await.expect("ack");
+}
