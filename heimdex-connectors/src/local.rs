@@ -15,9 +15,9 @@ use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use heimdex_core::Connector;
 use heimdex_core::connector::{ConnectorError, ListPage, ListRequest, ObjectMeta, io_error};
 use heimdex_core::media::{SNIFF_LEN, sniff};
-use heimdex_core::Connector;
 
 const NAME: &str = "local";
 const DEFAULT_PAGE: usize = 1000;
@@ -35,7 +35,8 @@ impl LocalConnector {
     /// A connector over the folder `root`.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, ConnectorError> {
         let root = root.into();
-        let meta = fs::metadata(&root).map_err(|e| io_error(NAME, &root.display().to_string(), e))?;
+        let meta =
+            fs::metadata(&root).map_err(|e| io_error(NAME, &root.display().to_string(), e))?;
         if !meta.is_dir() {
             return Err(ConnectorError::Backend {
                 connector: NAME,
@@ -81,10 +82,14 @@ impl LocalConnector {
 
     fn check_key(&self, key: &str) -> Result<(), ConnectorError> {
         let bad = key.is_empty()
-            || key.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+            || key
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
             || self.only.as_deref().is_some_and(|o| o != key);
         if bad {
-            return Err(ConnectorError::NotFound { key: key.to_owned() });
+            return Err(ConnectorError::NotFound {
+                key: key.to_owned(),
+            });
         }
         Ok(())
     }
@@ -144,7 +149,7 @@ impl LocalConnector {
             let is_dir = ft.is_dir();
             entries.push((name, is_dir, entry.path()));
         }
-        entries.sort_by(|a, b| sort_name(&a.0, a.1).cmp(&sort_name(&b.0, b.1)));
+        entries.sort_by_key(|a| sort_name(&a.0, a.1));
         for (name, is_dir, path) in entries {
             if out.len() > limit {
                 return Ok(());
@@ -153,15 +158,11 @@ impl LocalConnector {
             if is_dir {
                 let sub = format!("{key}/");
                 // Prune subtrees entirely before the resume point or outside the key prefix.
-                if let Some(a) = after {
-                    if sub.as_str() < a && !a.starts_with(&sub) {
-                        continue;
-                    }
+                if after.is_some_and(|a| sub.as_str() < a && !a.starts_with(&sub)) {
+                    continue;
                 }
-                if let Some(p) = key_prefix {
-                    if !sub.starts_with(p) && !p.starts_with(&sub) {
-                        continue;
-                    }
+                if key_prefix.is_some_and(|p| !sub.starts_with(p) && !p.starts_with(&sub)) {
+                    continue;
                 }
                 self.walk(&path, &sub, after, key_prefix, limit, out)?;
             } else {
@@ -197,7 +198,14 @@ impl LocalConnector {
         };
         let limit = req.page_size.unwrap_or(DEFAULT_PAGE).max(1);
         let mut out = Vec::new();
-        self.walk(&self.root, "", after, req.prefix.as_deref(), limit, &mut out)?;
+        self.walk(
+            &self.root,
+            "",
+            after,
+            req.prefix.as_deref(),
+            limit,
+            &mut out,
+        )?;
         let next_page_token = if out.len() > limit {
             out.truncate(limit);
             out.last().map(|m| format!("{TOKEN_PREFIX}{}", m.key))
@@ -236,7 +244,11 @@ impl LocalConnector {
 }
 
 fn sort_name(name: &str, is_dir: bool) -> String {
-    if is_dir { format!("{name}/") } else { name.to_owned() }
+    if is_dir {
+        format!("{name}/")
+    } else {
+        name.to_owned()
+    }
 }
 
 async fn blocking<T: Send + 'static>(

@@ -135,7 +135,8 @@ impl RangeReader {
 
     fn cached(&self, at: u64) -> Option<(&Bytes, usize)> {
         self.cache.iter().rev().find_map(|(start, bytes)| {
-            (at >= *start && at < start + bytes.len() as u64).then(|| (bytes, (at - start) as usize))
+            (at >= *start && at < start + bytes.len() as u64)
+                .then(|| (bytes, (at - start) as usize))
         })
     }
 }

@@ -52,13 +52,26 @@ async fn dot_entries_are_skipped_and_single_file_sources_expose_one_key() {
     f.put(".hidden.mp4", &fake_mp4(1, 1)).await;
     f.put("a.mp4", &fake_mp4(1, 1)).await;
     f.put("b.mp4", &fake_mp4(1, 1)).await;
-    let all = heimdex_core::connector::list_all(&f.connector, None).await.expect("list");
-    assert_eq!(all.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["a.mp4", "b.mp4"]);
+    let all = heimdex_core::connector::list_all(&f.connector, None)
+        .await
+        .expect("list");
+    assert_eq!(
+        all.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        vec!["a.mp4", "b.mp4"]
+    );
 
     let single = LocalConnector::single_file(f.dir.path().join("b.mp4")).expect("single");
-    let all = heimdex_core::connector::list_all(&single, None).await.expect("list");
-    assert_eq!(all.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["b.mp4"]);
-    assert!(single.stat("a.mp4").await.is_err(), "other keys are not visible");
+    let all = heimdex_core::connector::list_all(&single, None)
+        .await
+        .expect("list");
+    assert_eq!(
+        all.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        vec!["b.mp4"]
+    );
+    assert!(
+        single.stat("a.mp4").await.is_err(),
+        "other keys are not visible"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,13 +93,21 @@ async fn range_reader_reads_and_seeks_by_range() {
         let mut tail = Vec::new();
         r.read_to_end(&mut tail).expect("tail");
         assert_eq!(tail, expected[expected.len() - 1000..]);
-        assert!(stats.bytes() <= 64 * 1024, "fetched {} bytes for a 1000-byte tail", stats.bytes());
+        assert!(
+            stats.bytes() <= 64 * 1024,
+            "fetched {} bytes for a 1000-byte tail",
+            stats.bytes()
+        );
         // Then the head, then everything sequentially.
         r.seek(SeekFrom::Start(0)).expect("seek");
         let mut all = Vec::new();
         r.read_to_end(&mut all).expect("all");
         assert_eq!(all, expected);
-        assert!(stats.request_count() < 30, "sequential reads grow blocks: {} requests", stats.request_count());
+        assert!(
+            stats.request_count() < 30,
+            "sequential reads grow blocks: {} requests",
+            stats.request_count()
+        );
         assert!(r.seek(SeekFrom::Current(-(size as i64) - 1)).is_err());
     })
     .await

@@ -234,10 +234,9 @@ impl ManifestCursor {
 
     /// Decode a cursor string.
     pub fn decode(cursor: &str) -> Result<Self, ConnectorError> {
-        let c: Self =
-            serde_json::from_str(cursor).map_err(|e| ConnectorError::InvalidCursor {
-                reason: e.to_string(),
-            })?;
+        let c: Self = serde_json::from_str(cursor).map_err(|e| ConnectorError::InvalidCursor {
+            reason: e.to_string(),
+        })?;
         if c.v != Self::VERSION {
             return Err(ConnectorError::InvalidCursor {
                 reason: format!("unsupported cursor version {}", c.v),
@@ -300,4 +299,3 @@ pub fn io_error(connector: &'static str, key: &str, e: io::Error) -> ConnectorEr
         }
     }
 }
-

@@ -39,7 +39,11 @@ pub fn fuse(lists: &[RankedList], fusion: Fusion) -> Vec<Fused> {
             let contribution = match fusion {
                 Fusion::Rrf { k } => 1.0 / (k + rank as f32),
                 Fusion::Weighted { keyword, vector } => {
-                    let w = if list.signal == "keyword" { keyword } else { vector };
+                    let w = if list.signal == "keyword" {
+                        keyword
+                    } else {
+                        vector
+                    };
                     let norm = if top > 0.0 { score / top } else { 0.0 };
                     w * norm
                 }
@@ -80,7 +84,10 @@ mod tests {
     #[test]
     fn rrf_ranks_documents_in_both_lists_first() {
         let fused = fuse(
-            &[list("keyword", &["a", "b", "c"]), list("vector:text", &["d", "c", "e"])],
+            &[
+                list("keyword", &["a", "b", "c"]),
+                list("vector:text", &["d", "c", "e"]),
+            ],
             Fusion::default(),
         );
         assert_eq!(fused[0].key, "c");

@@ -33,7 +33,9 @@ pub mod time_util;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use connector::{Change, ChangeSet, Connector, ConnectorError, ListPage, ListRequest, ObjectMeta};
+pub use connector::{
+    Change, ChangeSet, Connector, ConnectorError, ListPage, ListRequest, ObjectMeta,
+};
 pub use extractor::{ExtractContext, ExtractError, Extractor, FrameRef, Needs, StageData};
 pub use index::{Fusion, Index, IndexDoc, IndexError, SearchFilter, SearchHit, SearchRequest};
 pub use model::{

@@ -48,27 +48,24 @@ pub const VIDEO_EXTENSIONS: &[&str] = &[
 /// True if `name` ends with one of [`VIDEO_EXTENSIONS`] (case-insensitive).
 pub fn has_video_extension(name: &str) -> bool {
     name.rsplit_once('.')
-        .map(|(_, ext)| {
-            VIDEO_EXTENSIONS
-                .iter()
-                .any(|v| v.eq_ignore_ascii_case(ext))
-        })
+        .map(|(_, ext)| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(ext)))
         .unwrap_or(false)
 }
 
 /// Classify an object by its first bytes (`head`, ideally [`SNIFF_LEN`] of them) and its name.
 /// Returns `None` when it is neither recognisable video content nor named like a video.
 pub fn sniff(head: &[u8], name: &str) -> Option<MediaKind> {
-    sniff_content(head).or_else(|| {
-        has_video_extension(name).then_some(MediaKind::UnknownWithVideoExtension)
-    })
+    sniff_content(head)
+        .or_else(|| has_video_extension(name).then_some(MediaKind::UnknownWithVideoExtension))
 }
 
 /// Classify by content alone.
 pub fn sniff_content(h: &[u8]) -> Option<MediaKind> {
     if h.len() >= 12 {
         let box_type = &h[4..8];
-        const ISO_BOXES: [&[u8; 4]; 7] = [b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"];
+        const ISO_BOXES: [&[u8; 4]; 7] = [
+            b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot",
+        ];
         if ISO_BOXES.iter().any(|b| box_type == *b) {
             // Audio-only ISO files (M4A) still count: FFmpeg will tell later.
             return Some(MediaKind::IsoBmff);
@@ -97,7 +94,7 @@ pub fn sniff_content(h: &[u8]) -> Option<MediaKind> {
     }
     // Transport streams: 188-byte packets (or 192 with a 4-byte timecode prefix, M2TS).
     for (packet, offset) in [(188usize, 0usize), (192, 4)] {
-        if h.len() >= offset + packet * 3 + 1
+        if h.len() > offset + packet * 3
             && (0..4).all(|i| h.get(offset + i * packet) == Some(&0x47))
         {
             return Some(MediaKind::MpegTs);
@@ -116,7 +113,10 @@ mod tests {
         mp4.extend_from_slice(b"ftypisom");
         mp4.resize(64, 0);
         assert_eq!(sniff(&mp4, "clip.bin"), Some(MediaKind::IsoBmff));
-        assert_eq!(sniff(&[0x1A, 0x45, 0xDF, 0xA3, 1, 2], "x"), Some(MediaKind::Matroska));
+        assert_eq!(
+            sniff(&[0x1A, 0x45, 0xDF, 0xA3, 1, 2], "x"),
+            Some(MediaKind::Matroska)
+        );
         let mut ts = vec![0u8; 188 * 4];
         for i in 0..4 {
             ts[i * 188] = 0x47;
@@ -133,7 +133,10 @@ mod tests {
             sniff(b"hello world, not a video", "broken.MP4"),
             Some(MediaKind::UnknownWithVideoExtension)
         );
-        assert_eq!(sniff(b"", "empty.mov"), Some(MediaKind::UnknownWithVideoExtension));
+        assert_eq!(
+            sniff(b"", "empty.mov"),
+            Some(MediaKind::UnknownWithVideoExtension)
+        );
         assert_eq!(sniff(b"hello world, not a video", "notes.txt"), None);
         assert_eq!(sniff(b"", "noext"), None);
     }

@@ -81,7 +81,10 @@ pub fn merge_hits(hits: &[SearchHit], gap_s: f64) -> Vec<Moment> {
         'outer: for i in 0..moments.len() {
             for j in (i + 1)..moments.len() {
                 let (a, b) = (&moments[i], &moments[j]);
-                if a.asset == b.asset && b.start_s <= a.end_s + gap_s && b.end_s + gap_s >= a.start_s {
+                if a.asset == b.asset
+                    && b.start_s <= a.end_s + gap_s
+                    && b.end_s + gap_s >= a.start_s
+                {
                     let b = moments.remove(j);
                     let a = &mut moments[i];
                     a.start_s = a.start_s.min(b.start_s);
@@ -145,7 +148,10 @@ mod tests {
         ];
         let m = merge_hits(&hits, 0.0);
         assert_eq!(m.len(), 3);
-        assert_eq!((m[0].asset.as_str(), m[0].start_s, m[0].end_s), ("a", 0.0, 4.0));
+        assert_eq!(
+            (m[0].asset.as_str(), m[0].start_s, m[0].end_s),
+            ("a", 0.0, 4.0)
+        );
         assert_eq!(m[0].segments, vec!["s1", "s2"]);
         assert_eq!(m[0].score, 3.0);
         assert_eq!(m[1].asset.as_str(), "b");

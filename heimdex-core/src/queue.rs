@@ -125,7 +125,10 @@ pub struct DeadLetter {
 /// - [`reserve`](Queue::reserve) returns one deliverable message or `None` without waiting.
 ///   Order is FIFO among messages that became ready at the same time. A reserved message is
 ///   invisible until its lease (`visibility`) ends; then it is delivered again with
-///   `attempt + 1` — this is how jobs of dead workers are reclaimed.
+///   `attempt + 1` — this is how jobs of dead workers are reclaimed. A lease that expires on
+///   the last allowed attempt dead-letters the message instead (a job that kills its worker
+///   every time must not loop forever).
+/// - Enqueuing a dead-lettered job revives it, starting again at attempt 1.
 /// - [`ack`](Queue::ack) removes the message. [`nack`](Queue::nack) schedules a retry after
 ///   [`RetryPolicy::backoff`] or dead-letters it once `attempt >= max_attempts`. Settling with
 ///   a receipt whose lease expired (or that was settled) fails with

@@ -62,7 +62,12 @@ pub fn from_sidecar(sidecar: &Sidecar) -> Vec<Segment> {
                 end_s: seg.end_s,
                 text: seg.text.trim().to_owned(),
                 thumbnail: None,
-                tags: tr.data.language.iter().map(|l| format!("lang:{l}")).collect(),
+                tags: tr
+                    .data
+                    .language
+                    .iter()
+                    .map(|l| format!("lang:{l}"))
+                    .collect(),
             });
         }
     }
@@ -142,7 +147,7 @@ fn path_words(path: &str) -> String {
         }
         words.push(part.to_owned());
         let split: Vec<&str> = part
-            .split(|c: char| c == '_' || c == '-' || c == '.' || c == ' ')
+            .split(['_', '-', '.', ' '])
             .filter(|w| !w.is_empty())
             .collect();
         if split.len() > 1 {
@@ -172,7 +177,14 @@ fn technical_words(t: &Technical) -> String {
                     _ => "sd",
                 };
                 w.push(class.to_owned());
-                w.push(if width > height { "landscape" } else { "portrait" }.to_owned());
+                w.push(
+                    if width > height {
+                        "landscape"
+                    } else {
+                        "portrait"
+                    }
+                    .to_owned(),
+                );
             }
             if let Some(fps) = s.fps {
                 w.push(format!("{}fps", fps.round() as i64));
@@ -180,12 +192,22 @@ fn technical_words(t: &Technical) -> String {
         }
     }
     let has_audio = t.streams.iter().any(|s| s.kind == StreamKind::Audio);
-    w.push(if has_audio { "audio sound" } else { "silent noaudio" }.to_owned());
+    w.push(
+        if has_audio {
+            "audio sound"
+        } else {
+            "silent noaudio"
+        }
+        .to_owned(),
+    );
     if let Some(c) = &t.creation_time {
         w.push(c.clone());
     }
     for (k, v) in &t.tags {
-        if matches!(k.as_str(), "title" | "comment" | "description" | "artist" | "album" | "keywords") {
+        if matches!(
+            k.as_str(),
+            "title" | "comment" | "description" | "artist" | "album" | "keywords"
+        ) {
             w.push(v.clone());
         }
     }

@@ -114,14 +114,19 @@ pub trait Store: Send + Sync + Debug {
     /// Insert or replace a source.
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError>;
     /// One source.
-    async fn get_source(&self, tenant: &TenantId, id: &SourceId) -> Result<Option<Source>, StoreError>;
+    async fn get_source(
+        &self,
+        tenant: &TenantId,
+        id: &SourceId,
+    ) -> Result<Option<Source>, StoreError>;
     /// All sources of a tenant, by id.
     async fn list_sources(&self, tenant: &TenantId) -> Result<Vec<Source>, StoreError>;
 
     /// Insert or replace an asset.
     async fn upsert_asset(&self, asset: &Asset) -> Result<(), StoreError>;
     /// One asset.
-    async fn get_asset(&self, tenant: &TenantId, id: &AssetId) -> Result<Option<Asset>, StoreError>;
+    async fn get_asset(&self, tenant: &TenantId, id: &AssetId)
+    -> Result<Option<Asset>, StoreError>;
     /// A page of assets.
     async fn list_assets(&self, query: &AssetQuery) -> Result<Vec<Asset>, StoreError>;
     /// Delete an asset, its jobs and its segments.
@@ -144,7 +149,11 @@ pub trait Store: Send + Sync + Debug {
         segments: &[Segment],
     ) -> Result<(), StoreError>;
     /// Segments of an asset, by start time.
-    async fn list_segments(&self, tenant: &TenantId, asset: &AssetId) -> Result<Vec<Segment>, StoreError>;
+    async fn list_segments(
+        &self,
+        tenant: &TenantId,
+        asset: &AssetId,
+    ) -> Result<Vec<Segment>, StoreError>;
 
     /// Asset counts by state name.
     async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<String, u64>, StoreError>;

@@ -18,8 +18,12 @@ fn committed_schema_matches_the_types() {
     if std::env::var_os("HEIMDEX_BLESS").is_some() {
         std::fs::write(&path, &generated).expect("write schema");
     }
-    let committed = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with HEIMDEX_BLESS=1 to create it)", path.display()));
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with HEIMDEX_BLESS=1 to create it)",
+            path.display()
+        )
+    });
     assert!(
         committed == generated,
         "docs/sidecar-schema.json drifted from heimdex_core::sidecar; rerun with HEIMDEX_BLESS=1 and review the diff"
@@ -142,7 +146,10 @@ fn sidecars_validate_against_the_schema_and_round_trip() {
     let validator = jsonschema::validator_for(&schema).expect("valid schema");
     let sidecar = full_sidecar();
     let value: serde_json::Value = serde_json::from_slice(&sidecar.to_json_pretty()).expect("json");
-    let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&value)
+        .map(|e| e.to_string())
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
     let back: Sidecar = serde_json::from_value(value.clone()).expect("deserialize");
     assert_eq!(back, sidecar);
@@ -165,6 +172,9 @@ fn stage_identity_drives_reuse() {
         name: "m".into(),
         sha256: "cd".repeat(32),
     });
-    assert!(!s.has_stage(&other), "a different model hash is a different stage");
+    assert!(
+        !s.has_stage(&other),
+        "a different model hash is a different stage"
+    );
     assert_eq!(s.stages().len(), 4);
 }

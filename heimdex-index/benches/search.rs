@@ -90,7 +90,7 @@ fn keyword_baseline(docs: &[IndexDoc], terms: &[String]) -> usize {
             (n > 0).then_some((i, n))
         })
         .collect();
-    scored.sort_by(|a, b| b.1.cmp(&a.1));
+    scored.sort_by_key(|b| std::cmp::Reverse(b.1));
     scored.len().min(10)
 }
 
@@ -152,10 +152,8 @@ fn main() {
     }
     let build = t.elapsed();
 
-    let filter = SearchFilter {
-        kinds: vec![SegmentKind::Shot],
-        ..SearchFilter::default()
-    };
+    let mut filter = SearchFilter::default();
+    filter.kinds = vec![SegmentKind::Shot];
     let mut filter_sel = filter.clone();
     filter_sel.tags = vec!["hero".into()];
     let hero_shots = docs.iter().filter(|d| filter_sel.matches(d)).count();

@@ -43,9 +43,9 @@
 //! `qdrant-edge` (Qdrant's engine in-process) was evaluated first; tantivy was also an
 //! option. See `README.md` in this crate for the evaluation. In short: qdrant-edge 0.9.0
 //! does not compile on Rust 1.95, 0.7.0 costs ~7 minutes of build on two cores, and it has
-//! no highlighting and no positional, scored phrase query; this crate is ~1,500 lines with
-//! no dependencies beyond serde, and the conformance suite plus the brute-force congruence
-//! check pin its behaviour.
+//! no highlighting and no positional, scored phrase query. This crate is ~1,700 lines
+//! (tests included) with no dependencies beyond serde, and the conformance suite plus the
+//! brute-force congruence check pin its behaviour.
 
 mod embedded;
 mod keyword;

@@ -266,7 +266,11 @@ fn technical(input: &Input) -> Technical {
         container_long: Some(input.format().description().to_owned()).filter(|s| !s.is_empty()),
         duration_s,
         bitrate: u64::try_from(input.bit_rate()).ok().filter(|b| *b > 0),
-        creation_time: tags.get("creation_time").cloned(),
+        // Muxers write the Unix epoch when they know no date: that is no creation time.
+        creation_time: tags
+            .get("creation_time")
+            .filter(|t| !t.starts_with("1970-01-01T00:00:00"))
+            .cloned(),
         tags,
         streams,
     }

@@ -39,24 +39,39 @@ fn index_search_show_status_reindex_and_delete() {
     let lib = tmp.path().join("library");
     std::fs::create_dir_all(lib.join("q2 campaign")).expect("mkdir");
     copy_samples(&samples, &lib, &["bikes.mp4", "bigbuckbunny.mp4"]);
-    std::fs::copy(samples.join("carphone_pristine.mp4"), lib.join("q2 campaign/carphone.mp4")).expect("copy");
+    std::fs::copy(
+        samples.join("carphone_pristine.mp4"),
+        lib.join("q2 campaign/carphone.mp4"),
+    )
+    .expect("copy");
     std::fs::write(lib.join("readme.txt"), "not a video").expect("txt");
     let home = tmp.path().join("home");
     let lib_s = lib.to_str().expect("utf8");
 
     let out = heimdex(&home, &["index", lib_s]);
     assert!(out.status.success());
-    assert!(stdout(&out).contains("scan: 3 new, 0 modified, 0 deleted"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("scan: 3 new, 0 modified, 0 deleted"),
+        "{}",
+        stdout(&out)
+    );
     assert!(stdout(&out).contains("3 indexed, 0 failed"));
 
     // Every sidecar validates; shots, thumbnails and audio are sensible.
     let validator = sidecar_validator();
-    let show = heimdex(&home, &["show", lib.join("bikes.mp4").to_str().expect("utf8")]);
+    let show = heimdex(
+        &home,
+        &["show", lib.join("bikes.mp4").to_str().expect("utf8")],
+    );
     assert!(show.status.success());
     let bikes = json(&show);
     assert_valid_sidecar(&validator, &bikes);
     let shots = bikes["shots"]["data"]["shots"].as_array().expect("shots");
-    assert!(shots.len() >= 3, "bikes.mp4 has several cuts, got {} shots", shots.len());
+    assert!(
+        shots.len() >= 3,
+        "bikes.mp4 has several cuts, got {} shots",
+        shots.len()
+    );
     assert_eq!(shots.last().expect("last")["end_s"].as_f64(), Some(10.0));
     for s in shots {
         let thumb = s["keyframe"]["thumbnail"].as_str().expect("thumbnail");
@@ -65,9 +80,14 @@ fn index_search_show_status_reindex_and_delete() {
         assert!(s["keyframe"]["width"].as_u64().expect("w") <= 320);
     }
     assert_eq!(bikes["technical"]["data"]["streams"][0]["codec"], "h264");
-    let bbb = json(&heimdex(&home, &["show", lib.join("bigbuckbunny.mp4").to_str().expect("utf8")]));
+    let bbb = json(&heimdex(
+        &home,
+        &["show", lib.join("bigbuckbunny.mp4").to_str().expect("utf8")],
+    ));
     assert_valid_sidecar(&validator, &bbb);
-    let audio_s = bbb["audio"]["data"]["duration_s"].as_f64().expect("audio decoded");
+    let audio_s = bbb["audio"]["data"]["duration_s"]
+        .as_f64()
+        .expect("audio decoded");
     assert!((audio_s - 5.3).abs() < 0.2, "audio duration {audio_s}");
     assert_eq!(bbb["technical"]["data"]["streams"][0]["width"], 1280);
 
@@ -79,17 +99,32 @@ fn index_search_show_status_reindex_and_delete() {
     assert_eq!(first["start_s"].as_f64(), Some(0.0));
     assert_eq!(first["end_s"].as_f64(), Some(10.0));
     assert!(first["score"].as_f64().expect("score") > 0.0);
-    assert!(first["snippet"].as_str().expect("snippet").contains("[bikes]"));
+    assert!(
+        first["snippet"]
+            .as_str()
+            .expect("snippet")
+            .contains("[bikes]")
+    );
     let text = stdout(&heimdex(&home, &["search", "campaign"]));
-    assert!(text.contains("carphone.mp4") && text.contains("00:00:00.000"), "{text}");
-    let shot_hits = json(&heimdex(&home, &["search", "\"shot 2\"", "--json", "--limit", "20"]));
+    assert!(
+        text.contains("carphone.mp4") && text.contains("00:00:00.000"),
+        "{text}"
+    );
+    let shot_hits = json(&heimdex(
+        &home,
+        &["search", "\"shot 2\"", "--json", "--limit", "20"],
+    ));
     let bikes_shot2 = shot_hits
         .as_array()
         .expect("array")
         .iter()
         .find(|h| h["path"].as_str().is_some_and(|p| p.ends_with("bikes.mp4")))
         .expect("bikes shot 2 found");
-    assert_eq!(bikes_shot2["start_s"].as_f64(), shots[1]["start_s"].as_f64(), "moment is time-coded to the shot");
+    assert_eq!(
+        bikes_shot2["start_s"].as_f64(),
+        shots[1]["start_s"].as_f64(),
+        "moment is time-coded to the shot"
+    );
     assert_eq!(bikes_shot2["end_s"].as_f64(), shots[1]["end_s"].as_f64());
 
     // Re-running on unchanged files does no work.
@@ -104,14 +139,32 @@ fn index_search_show_status_reindex_and_delete() {
     std::fs::remove_file(lib.join("bigbuckbunny.mp4")).expect("rm");
     let out = heimdex(&home, &["index", lib_s]);
     assert!(out.status.success());
-    assert!(stdout(&out).contains("scan: 0 new, 1 modified, 1 deleted"), "{}", stdout(&out));
-    let bikes2 = json(&heimdex(&home, &["show", lib.join("bikes.mp4").to_str().expect("utf8")]));
-    assert_eq!(bikes2["technical"]["data"]["streams"][0]["width"], 176, "re-indexed with the new content");
+    assert!(
+        stdout(&out).contains("scan: 0 new, 1 modified, 1 deleted"),
+        "{}",
+        stdout(&out)
+    );
+    let bikes2 = json(&heimdex(
+        &home,
+        &["show", lib.join("bikes.mp4").to_str().expect("utf8")],
+    ));
+    assert_eq!(
+        bikes2["technical"]["data"]["streams"][0]["width"], 176,
+        "re-indexed with the new content"
+    );
     let gone = heimdex(&home, &["search", "bigbuckbunny", "--json"]);
     assert_eq!(json(&gone), serde_json::json!([]));
     let bbb_id = bbb["asset"]["id"].as_str().expect("id");
-    assert!(!home.join("media/sidecars").join(format!("{bbb_id}.json")).exists(), "sidecar removed");
-    let thumbs_left = std::fs::read_dir(home.join("media/thumbs").join(bbb_id)).map(|d| d.count()).unwrap_or(0);
+    assert!(
+        !home
+            .join("media/sidecars")
+            .join(format!("{bbb_id}.json"))
+            .exists(),
+        "sidecar removed"
+    );
+    let thumbs_left = std::fs::read_dir(home.join("media/thumbs").join(bbb_id))
+        .map(|d| d.count())
+        .unwrap_or(0);
     assert_eq!(thumbs_left, 0, "thumbnails removed");
 
     let status = json(&heimdex(&home, &["status", "--json"]));
@@ -130,7 +183,11 @@ fn bad_inputs_fail_their_own_jobs_and_the_rest_indexes() {
     let home = tmp.path().join("home");
 
     let out = heimdex(&home, &["index", lib.to_str().expect("utf8")]);
-    assert_eq!(out.status.code(), Some(1), "exit code says something failed");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit code says something failed"
+    );
     assert!(stdout(&out).contains("1 indexed, 3 failed"));
 
     let status = json(&heimdex(&home, &["status", "--json"]));
@@ -143,17 +200,40 @@ fn bad_inputs_fail_their_own_jobs_and_the_rest_indexes() {
             .unwrap_or_else(|| panic!("no failure for {key}: {failures:?}"))
             .to_owned()
     };
-    assert!(reason("empty.mp4").contains("empty"), "{}", reason("empty.mp4"));
-    assert!(reason("random.mp4").contains("not a media file"), "{}", reason("random.mp4"));
-    assert!(reason("truncated.mp4").contains("truncated or corrupt"), "{}", reason("truncated.mp4"));
-    assert!(failures.iter().all(|f| f["attempts"] == 1), "bad media is not retried");
+    assert!(
+        reason("empty.mp4").contains("empty"),
+        "{}",
+        reason("empty.mp4")
+    );
+    assert!(
+        reason("random.mp4").contains("not a media file"),
+        "{}",
+        reason("random.mp4")
+    );
+    assert!(
+        reason("truncated.mp4").contains("truncated or corrupt"),
+        "{}",
+        reason("truncated.mp4")
+    );
+    assert!(
+        failures.iter().all(|f| f["attempts"] == 1),
+        "bad media is not retried"
+    );
     assert_eq!(status["assets"]["indexed"], 1);
     assert_eq!(status["assets"]["failed"], 3);
     let text = stdout(&heimdex(&home, &["status"]));
-    assert!(text.contains("random.mp4: probe: not a media file"), "{text}");
+    assert!(
+        text.contains("random.mp4: probe: not a media file"),
+        "{text}"
+    );
 
     let hits = json(&heimdex(&home, &["search", "bikes", "--json"]));
-    assert!(hits[0]["path"].as_str().expect("path").ends_with("bikes.mp4"));
+    assert!(
+        hits[0]["path"]
+            .as_str()
+            .expect("path")
+            .ends_with("bikes.mp4")
+    );
 
     // Re-running does not retry unchanged bad files, and says nothing failed this run.
     let again = heimdex(&home, &["index", lib.to_str().expect("utf8")]);

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 pub fn samples() -> Option<PathBuf> {
     match std::env::var_os("HEIMDEX_SAMPLES").map(PathBuf::from) {
         Some(p) if p.join("bikes.mp4").exists() => Some(p),
-        Some(p) => panic!("HEIMDEX_SAMPLES={} has no bikes.mp4; run scripts/fetch-samples.sh", p.display()),
+        Some(p) => panic!(
+            "HEIMDEX_SAMPLES={} has no bikes.mp4; run scripts/fetch-samples.sh",
+            p.display()
+        ),
         None => {
             eprintln!("skipped: HEIMDEX_SAMPLES not set (make test sets it)");
             None
@@ -27,13 +30,17 @@ pub fn copy_samples(samples: &Path, dir: &Path, names: &[&str]) {
 pub fn sidecar_validator() -> jsonschema::Validator {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/sidecar-schema.json");
     let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).expect("schema json");
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file"))
+            .expect("schema json");
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
 
 /// Assert `value` validates against the sidecar schema.
 pub fn assert_valid_sidecar(validator: &jsonschema::Validator, value: &serde_json::Value) {
-    let errors: Vec<String> = validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
     assert!(errors.is_empty(), "sidecar does not validate: {errors:?}");
 }
 

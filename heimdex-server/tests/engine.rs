@@ -12,7 +12,9 @@ use heimdex_core::model::JobState;
 use heimdex_core::queue::RetryPolicy;
 use heimdex_core::sidecar::{CustomBlock, ExtractorInfo, TextSpan};
 use heimdex_core::store::JobQuery;
-use heimdex_server::engine::{Engine, EngineConfig, JobOutcome, ProgressEvent, ProgressSink, SilentProgress};
+use heimdex_server::engine::{
+    Engine, EngineConfig, JobOutcome, ProgressEvent, ProgressSink, SilentProgress,
+};
 
 fn cfg() -> EngineConfig {
     EngineConfig {
@@ -35,13 +37,22 @@ struct Counting {
 
 impl Counting {
     fn new(version: &str, fail_first: u32) -> Arc<Self> {
-        Arc::new(Self { version: version.into(), calls: AtomicU32::new(0), fail_first })
+        Arc::new(Self {
+            version: version.into(),
+            calls: AtomicU32::new(0),
+            fail_first,
+        })
     }
 }
 
 impl Extractor for Counting {
     fn info(&self) -> ExtractorInfo {
-        ExtractorInfo { name: "test.counting".into(), version: self.version.clone(), model: None, params: None }
+        ExtractorInfo {
+            name: "test.counting".into(),
+            version: self.version.clone(),
+            model: None,
+            params: None,
+        }
     }
     fn needs(&self) -> Needs {
         Needs::keyframes()
@@ -51,7 +62,10 @@ impl Extractor for Counting {
         if n <= self.fail_first {
             return Err(ExtractError::Failed(format!("transient failure {n}")));
         }
-        assert!(!ctx.keyframes.is_empty(), "keyframes are handed to the stage");
+        assert!(
+            !ctx.keyframes.is_empty(),
+            "keyframes are handed to the stage"
+        );
         let spans = ctx
             .keyframes
             .iter()
@@ -62,7 +76,10 @@ impl Extractor for Counting {
                 tags: vec![],
             })
             .collect();
-        Ok(StageData::Custom(CustomBlock { data: serde_json::json!({"n": n}), spans }))
+        Ok(StageData::Custom(CustomBlock {
+            data: serde_json::json!({"n": n}),
+            spans,
+        }))
     }
 }
 
@@ -92,8 +109,15 @@ async fn restart_loses_no_job() {
     }
     let engine = Engine::open_embedded(&home, cfg()).await.expect("reopen");
     engine.attach_stored_sources().await.expect("attach");
-    assert_eq!(engine.queue_depth().await.expect("depth"), 2, "both jobs survived the restart");
-    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    assert_eq!(
+        engine.queue_depth().await.expect("depth"),
+        2,
+        "both jobs survived the restart"
+    );
+    let report = engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
     assert_eq!(report.indexed, 2);
     assert_eq!(engine.queue_depth().await.expect("depth"), 0);
 }
@@ -103,8 +127,13 @@ async fn progress_is_reported_by_stage_and_percent() {
     let Some(samples) = samples() else { return };
     let tmp = tempfile::tempdir().expect("tmp");
     copy_samples(&samples, tmp.path(), &["bigbuckbunny.mp4"]);
-    let engine = Engine::open_embedded(&tmp.path().join("home"), cfg()).await.expect("open");
-    let src = engine.add_local_path(&tmp.path().join("bigbuckbunny.mp4")).await.expect("source");
+    let engine = Engine::open_embedded(&tmp.path().join("home"), cfg())
+        .await
+        .expect("open");
+    let src = engine
+        .add_local_path(&tmp.path().join("bigbuckbunny.mp4"))
+        .await
+        .expect("source");
     engine.scan(&src.id).await.expect("scan");
     let rec = Arc::new(Recorder::default());
     engine.run_until_idle(rec.clone()).await.expect("run");
@@ -117,12 +146,28 @@ async fn progress_is_reported_by_stage_and_percent() {
         })
         .collect();
     for want in ["probe", "decode", "write", "index"] {
-        assert!(stages.iter().any(|(s, _)| s == want), "stage {want} reported: {stages:?}");
+        assert!(
+            stages.iter().any(|(s, _)| s == want),
+            "stage {want} reported: {stages:?}"
+        );
     }
-    assert!(stages.windows(2).all(|w| w[1].1 >= w[0].1), "percent never goes back: {stages:?}");
+    assert!(
+        stages.windows(2).all(|w| w[1].1 >= w[0].1),
+        "percent never goes back: {stages:?}"
+    );
     assert_eq!(stages.last().map(|s| s.1), Some(100.0));
-    assert!(matches!(events.last(), Some(ProgressEvent::Finished { outcome: JobOutcome::Indexed { .. }, .. })));
-    let jobs = engine.store().list_jobs(&JobQuery::tenant(engine.tenant().clone())).await.expect("jobs");
+    assert!(matches!(
+        events.last(),
+        Some(ProgressEvent::Finished {
+            outcome: JobOutcome::Indexed { .. },
+            ..
+        })
+    ));
+    let jobs = engine
+        .store()
+        .list_jobs(&JobQuery::tenant(engine.tenant().clone()))
+        .await
+        .expect("jobs");
     assert_eq!(jobs[0].state, JobState::Completed);
 }
 
@@ -140,12 +185,24 @@ async fn transient_failures_retry_and_persistent_ones_end_failed_with_reason() {
         .with_extractor(flaky.clone());
     let src = engine.add_local_path(&file).await.expect("source");
     engine.scan(&src.id).await.expect("scan");
-    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    let report = engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
     assert_eq!((report.retried, report.indexed), (1, 1), "{report:?}");
-    let jobs = engine.store().list_jobs(&JobQuery::tenant(engine.tenant().clone())).await.expect("jobs");
+    let jobs = engine
+        .store()
+        .list_jobs(&JobQuery::tenant(engine.tenant().clone()))
+        .await
+        .expect("jobs");
     assert_eq!(jobs[0].state, JobState::Completed);
     assert_eq!(jobs[0].attempts, 2);
-    assert!(jobs[0].last_error.as_deref().is_some_and(|e| e.contains("transient failure 1")));
+    assert!(
+        jobs[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("transient failure 1"))
+    );
 
     let broken = Counting::new("1", u32::MAX);
     let engine = Engine::open_embedded(&tmp.path().join("home2"), cfg())
@@ -154,13 +211,19 @@ async fn transient_failures_retry_and_persistent_ones_end_failed_with_reason() {
         .with_extractor(broken.clone());
     let src = engine.add_local_path(&file).await.expect("source");
     engine.scan(&src.id).await.expect("scan");
-    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    let report = engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
     assert_eq!((report.retried, report.failed), (2, 1), "{report:?}");
     assert_eq!(broken.calls.load(Ordering::SeqCst), 3);
     let status = engine.status().await.expect("status");
     assert_eq!(status.failures.len(), 1);
     let reason = &status.failures[0].reason;
-    assert!(reason.contains("test.counting") && reason.contains("gave up after 3 attempts"), "{reason}");
+    assert!(
+        reason.contains("test.counting") && reason.contains("gave up after 3 attempts"),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,41 +235,75 @@ async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes
     let home = tmp.path().join("home");
 
     let v1 = Counting::new("1", 0);
-    let engine = Engine::open_embedded(&home, cfg()).await.expect("open").with_extractor(v1.clone());
+    let engine = Engine::open_embedded(&home, cfg())
+        .await
+        .expect("open")
+        .with_extractor(v1.clone());
     let src = engine.add_local_path(&file).await.expect("source");
     engine.scan(&src.id).await.expect("scan");
-    engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
     assert_eq!(v1.calls.load(Ordering::SeqCst), 1);
     let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("zebracorn");
     let moments = engine.search(&req).await.expect("search");
     assert!(!moments.is_empty(), "custom spans are searchable");
-    assert!(moments[0].snippet.as_deref().is_some_and(|s| s.contains("[zebracorn]")));
+    assert!(
+        moments[0]
+            .snippet
+            .as_deref()
+            .is_some_and(|s| s.contains("[zebracorn]"))
+    );
     let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
-    assert_valid_sidecar(&sidecar_validator(), &serde_json::to_value(&sidecar).expect("json"));
+    assert_valid_sidecar(
+        &sidecar_validator(),
+        &serde_json::to_value(&sidecar).expect("json"),
+    );
     drop(engine);
 
     // Same identity: a forced re-run of the job reuses the stored stage (no call).
     let again = Counting::new("1", 0);
-    let engine = Engine::open_embedded(&home, cfg()).await.expect("open").with_extractor(again.clone());
+    let engine = Engine::open_embedded(&home, cfg())
+        .await
+        .expect("open")
+        .with_extractor(again.clone());
     engine.attach_stored_sources().await.expect("attach");
     let asset = engine.asset_for_path(&file).await.expect("asset");
     engine.reindex_asset(&asset.id).await.expect("requeue");
-    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    let report = engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
     assert_eq!(report.indexed, 1);
-    assert_eq!(again.calls.load(Ordering::SeqCst), 0, "unchanged stage is reused");
+    assert_eq!(
+        again.calls.load(Ordering::SeqCst),
+        0,
+        "unchanged stage is reused"
+    );
     drop(engine);
 
     // New version of the stage: only it re-runs; its new output replaces the old.
     let v2 = Counting::new("2", 0);
-    let engine = Engine::open_embedded(&home, cfg()).await.expect("open").with_extractor(v2.clone());
+    let engine = Engine::open_embedded(&home, cfg())
+        .await
+        .expect("open")
+        .with_extractor(v2.clone());
     engine.attach_stored_sources().await.expect("attach");
     engine.reindex_asset(&asset.id).await.expect("requeue");
-    engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
     assert_eq!(v2.calls.load(Ordering::SeqCst), 1);
     let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
     assert_eq!(sidecar.extensions["test.counting"].extractor.version, "2");
-    let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("\"zebracorn v2\"");
+    let req =
+        heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("\"zebracorn v2\"");
     assert!(!engine.search(&req).await.expect("search").is_empty());
     let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("v1");
-    assert!(engine.search(&req).await.expect("search").is_empty(), "no stale documents");
+    assert!(
+        engine.search(&req).await.expect("search").is_empty(),
+        "no stale documents"
+    );
 }

@@ -41,20 +41,28 @@ impl Extractor for LumaExtractor {
             .sidecar
             .shots
             .as_ref()
-            .ok_or_else(|| ExtractError::MissingInput { what: "shots".into() })?;
+            .ok_or_else(|| ExtractError::MissingInput {
+                what: "shots".into(),
+            })?;
         let mut spans = Vec::new();
         let mut lumas = Vec::new();
         for (i, frame) in ctx.keyframes.iter().enumerate() {
             let pixels = frame.rgb.chunks_exact(3);
             let n = pixels.len().max(1) as f64;
             let luma: f64 = pixels
-                .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
+                .map(|p| {
+                    0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])
+                })
                 .sum::<f64>()
                 / n;
             let Some(shot) = shots.data.shots.get(frame.shot_index as usize) else {
                 continue;
             };
-            let label = if luma < self.night_below { "night scene" } else { "daylight scene" };
+            let label = if luma < self.night_below {
+                "night scene"
+            } else {
+                "daylight scene"
+            };
             spans.push(TextSpan {
                 start_s: shot.start_s,
                 end_s: shot.end_s,
@@ -99,7 +107,9 @@ async fn main() -> Result<()> {
 
     let mut found = 0;
     for query in ["daylight scene", "night scene"] {
-        let req = SearchRequest::new(engine.tenant().clone()).with_text(query).with_limit(5);
+        let req = SearchRequest::new(engine.tenant().clone())
+            .with_text(query)
+            .with_limit(5);
         for m in engine.search(&req).await? {
             println!(
                 "{query:>15}: {} {:.2}-{:.2}s score {:.3} {}",

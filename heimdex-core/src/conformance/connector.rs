@@ -50,9 +50,16 @@ async fn clear(f: &dyn ConnectorFixture) {
 /// An empty source lists nothing and has no next page.
 pub async fn list_empty(f: &dyn ConnectorFixture) {
     clear(f).await;
-    let page = f.connector().list(ListRequest::default()).await.expect("list");
+    let page = f
+        .connector()
+        .list(ListRequest::default())
+        .await
+        .expect("list");
     assert!(page.objects.is_empty(), "list_empty: {:?}", page.objects);
-    assert!(page.next_page_token.is_none(), "list_empty: token on empty listing");
+    assert!(
+        page.next_page_token.is_none(),
+        "list_empty: token on empty listing"
+    );
 }
 
 /// Video content under any name is listed; a video-named file with other content is listed
@@ -76,7 +83,10 @@ pub async fn detects_video_by_content_and_name(f: &dyn ConnectorFixture) {
         ],
         "detects_video_by_content_and_name"
     );
-    let clip = all.iter().find(|o| o.key == "clip.bin").expect("clip listed");
+    let clip = all
+        .iter()
+        .find(|o| o.key == "clip.bin")
+        .expect("clip listed");
     assert_eq!(clip.size, fake_mp4(100, 1).len() as u64);
     assert!(!clip.version.is_empty());
     clear(f).await;
@@ -89,8 +99,15 @@ pub async fn stat_matches_listing(f: &dyn ConnectorFixture) {
     let listed = list_all(f.connector(), None).await.expect("list");
     let stat = f.connector().stat("a/one.mp4").await.expect("stat");
     assert_eq!(listed, vec![stat], "stat_matches_listing");
-    let err = f.connector().stat("a/missing.mp4").await.expect_err("missing");
-    assert!(matches!(err, ConnectorError::NotFound { .. }), "stat_matches_listing: {err:?}");
+    let err = f
+        .connector()
+        .stat("a/missing.mp4")
+        .await
+        .expect_err("missing");
+    assert!(
+        matches!(err, ConnectorError::NotFound { .. }),
+        "stat_matches_listing: {err:?}"
+    );
     clear(f).await;
 }
 
@@ -105,17 +122,30 @@ pub async fn read_range_semantics(f: &dyn ConnectorFixture) {
     let c = f.connector();
     let got = c.read_range("r.mp4", 100..1100).await.expect("mid range");
     assert_eq!(&got[..], &body[100..1100], "read_range_semantics: middle");
-    let got = c.read_range("r.mp4", len - 10..len + 500).await.expect("clipped");
-    assert_eq!(&got[..], &body[(len - 10) as usize..], "read_range_semantics: clipped");
+    let got = c
+        .read_range("r.mp4", len - 10..len + 500)
+        .await
+        .expect("clipped");
+    assert_eq!(
+        &got[..],
+        &body[(len - 10) as usize..],
+        "read_range_semantics: clipped"
+    );
     let got = c.read_range("r.mp4", 5..5).await.expect("empty");
     assert!(got.is_empty(), "read_range_semantics: empty range");
-    let err = c.read_range("r.mp4", len..len + 1).await.expect_err("past end");
+    let err = c
+        .read_range("r.mp4", len..len + 1)
+        .await
+        .expect_err("past end");
     assert!(
         matches!(err, ConnectorError::RangeOutOfBounds { .. }),
         "read_range_semantics: {err:?}"
     );
     let err = c.read_range("nope.mp4", 0..1).await.expect_err("missing");
-    assert!(matches!(err, ConnectorError::NotFound { .. }), "read_range_semantics: {err:?}");
+    assert!(
+        matches!(err, ConnectorError::NotFound { .. }),
+        "read_range_semantics: {err:?}"
+    );
     clear(f).await;
 }
 
@@ -164,7 +194,9 @@ pub async fn prefix_filter(f: &dyn ConnectorFixture) {
     f.put("q2/sunset.mp4", &fake_mp4(1, 1)).await;
     f.put("q2/dawn.mp4", &fake_mp4(1, 1)).await;
     f.put("q3/night.mp4", &fake_mp4(1, 1)).await;
-    let got = list_all(f.connector(), Some("q2/".into())).await.expect("list");
+    let got = list_all(f.connector(), Some("q2/".into()))
+        .await
+        .expect("list");
     let keys: Vec<&str> = got.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(keys, vec!["q2/dawn.mp4", "q2/sunset.mp4"], "prefix_filter");
     clear(f).await;
@@ -182,7 +214,11 @@ pub async fn changes_since_cursor(f: &dyn ConnectorFixture) {
     assert_eq!(first.changes.len(), 3, "changes: initial");
     assert!(first.changes.iter().all(|ch| matches!(ch, Change::New(_))));
     let again = c.changes(Some(&first.cursor)).await.expect("no changes");
-    assert!(again.changes.is_empty(), "changes: unchanged source reported {:?}", again.changes);
+    assert!(
+        again.changes.is_empty(),
+        "changes: unchanged source reported {:?}",
+        again.changes
+    );
     f.put("edit.mp4", &fake_mp4(20, 2)).await;
     f.delete("gone.mp4").await;
     f.put("fresh.mp4", &fake_mp4(5, 5)).await;
@@ -202,16 +238,30 @@ pub async fn changes_since_cursor(f: &dyn ConnectorFixture) {
         "changes_since_cursor"
     );
     let after = c.changes(Some(&delta.cursor)).await.expect("after");
-    assert!(after.changes.is_empty(), "changes: after delta {:?}", after.changes);
+    assert!(
+        after.changes.is_empty(),
+        "changes: after delta {:?}",
+        after.changes
+    );
     clear(f).await;
 }
 
 /// Garbage cursors and page tokens are typed errors.
 pub async fn invalid_tokens_are_typed_errors(f: &dyn ConnectorFixture) {
-    let err = f.connector().changes(Some("not a cursor")).await.expect_err("cursor");
-    assert!(matches!(err, ConnectorError::InvalidCursor { .. }), "invalid cursor: {err:?}");
+    let err = f
+        .connector()
+        .changes(Some("not a cursor"))
+        .await
+        .expect_err("cursor");
+    assert!(
+        matches!(err, ConnectorError::InvalidCursor { .. }),
+        "invalid cursor: {err:?}"
+    );
     let mut req = ListRequest::with_page_size(2);
     req.page_token = Some("\u{0}garbage".into());
     let err = f.connector().list(req).await.expect_err("token");
-    assert!(matches!(err, ConnectorError::InvalidPageToken { .. }), "invalid token: {err:?}");
+    assert!(
+        matches!(err, ConnectorError::InvalidPageToken { .. }),
+        "invalid token: {err:?}"
+    );
 }

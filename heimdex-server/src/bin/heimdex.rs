@@ -21,7 +21,11 @@ use heimdex_server::engine::{Engine, EngineConfig, JobOutcome, ProgressEvent, Pr
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Parser)]
-#[command(name = "heimdex", version, about = "Find moments in video archives, reading them in place")]
+#[command(
+    name = "heimdex",
+    version,
+    about = "Find moments in video archives, reading them in place"
+)]
 struct Cli {
     /// Heimdex home: database, index, sidecars and thumbnails.
     #[arg(long, global = true, env = "HEIMDEX_HOME", default_value = ".heimdex")]
@@ -105,7 +109,12 @@ async fn open(home: &Path, jobs: usize) -> Result<Engine> {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Index { paths, jobs, quiet } => index(&cli.home, &paths, jobs, quiet).await,
-        Command::Search { query, limit, offset, json } => {
+        Command::Search {
+            query,
+            limit,
+            offset,
+            json,
+        } => {
             let engine = open(&cli.home, 1).await?;
             let req = SearchRequest::new(engine.tenant().clone())
                 .with_text(query)
@@ -173,7 +182,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     if m.is_empty() {
                         "none".to_owned()
                     } else {
-                        m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+                        m.iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 };
                 println!("assets: {}", fmt(&status.assets));
@@ -200,18 +212,27 @@ impl ProgressSink for Bar {
     fn event(&self, event: ProgressEvent) {
         match event {
             ProgressEvent::Started { key } => self.bar.set_message(format!("{key}: starting")),
-            ProgressEvent::Stage { key, stage, percent } => {
-                self.bar.set_message(format!("{key}: {stage} {percent:.0}%"))
-            }
+            ProgressEvent::Stage {
+                key,
+                stage,
+                percent,
+            } => self
+                .bar
+                .set_message(format!("{key}: {stage} {percent:.0}%")),
             ProgressEvent::Finished { key, outcome } => {
                 match &outcome {
-                    JobOutcome::Indexed { shots, duration_s, .. } => {
-                        self.bar.println(format!("indexed  {key} ({duration_s:.1} s, {shots} shots)"))
+                    JobOutcome::Indexed {
+                        shots, duration_s, ..
+                    } => self
+                        .bar
+                        .println(format!("indexed  {key} ({duration_s:.1} s, {shots} shots)")),
+                    JobOutcome::Failed { reason } => {
+                        self.bar.println(format!("FAILED   {key}: {reason}"))
                     }
-                    JobOutcome::Failed { reason } => self.bar.println(format!("FAILED   {key}: {reason}")),
-                    JobOutcome::Retrying { reason, after } => {
-                        self.bar.println(format!("retrying {key} in {:.1} s: {reason}", after.as_secs_f64()))
-                    }
+                    JobOutcome::Retrying { reason, after } => self.bar.println(format!(
+                        "retrying {key} in {:.1} s: {reason}",
+                        after.as_secs_f64()
+                    )),
                     JobOutcome::Skipped => {}
                 }
                 if !matches!(outcome, JobOutcome::Retrying { .. }) {
@@ -247,8 +268,10 @@ async fn index(home: &Path, paths: &[PathBuf], jobs: usize, quiet: bool) -> Resu
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} assets  {elapsed_precise}  {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30.cyan/blue} {pos}/{len} assets  {elapsed_precise}  {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let sink = Arc::new(Bar { bar: bar.clone() });

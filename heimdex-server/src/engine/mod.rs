@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use heimdex_core::connector::Change;
 use heimdex_core::index::{SearchHit, SearchRequest};
-use heimdex_core::model::{Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Source, SourceId, TenantId, hex};
+use heimdex_core::model::{
+    Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Source, SourceId, TenantId, hex,
+};
 use heimdex_core::moments::{Moment, merge_hits};
 use heimdex_core::queue::{QueueMessage, RetryPolicy};
 use heimdex_core::sidecar::Sidecar;
@@ -160,7 +162,13 @@ impl Engine {
             .canonicalize()
             .map_err(|e| EngineError::io(&media_dir, e))?;
         let media = LocalFileSystem::new_with_prefix(&media_dir).map_err(EngineError::media)?;
-        let mut engine = Self::new(cfg, Arc::new(store), Arc::new(queue), Arc::new(index), Arc::new(media));
+        let mut engine = Self::new(
+            cfg,
+            Arc::new(store),
+            Arc::new(queue),
+            Arc::new(index),
+            Arc::new(media),
+        );
         engine.media_root = Some(media_dir);
         Ok(engine)
     }
@@ -218,11 +226,18 @@ impl Engine {
         let abs = path.canonicalize().map_err(|e| EngineError::io(path, e))?;
         let uri = abs.display().to_string();
         let (kind, connector): (&str, Arc<dyn Connector>) = if abs.is_dir() {
-            ("local", Arc::new(heimdex_connectors::LocalConnector::new(&abs)?))
+            (
+                "local",
+                Arc::new(heimdex_connectors::LocalConnector::new(&abs)?),
+            )
         } else {
-            ("local-file", Arc::new(heimdex_connectors::LocalConnector::single_file(&abs)?))
+            (
+                "local-file",
+                Arc::new(heimdex_connectors::LocalConnector::single_file(&abs)?),
+            )
         };
-        self.add_source(local_source_id(&uri), kind, &uri, connector).await
+        self.add_source(local_source_id(&uri), kind, &uri, connector)
+            .await
     }
 
     /// Re-attach connectors for every stored local source (after a restart).
@@ -233,7 +248,9 @@ impl Engine {
             }
             let path = PathBuf::from(&s.uri);
             let connector: Arc<dyn Connector> = match s.kind.as_str() {
-                "local" if path.is_dir() => Arc::new(heimdex_connectors::LocalConnector::new(&path)?),
+                "local" if path.is_dir() => {
+                    Arc::new(heimdex_connectors::LocalConnector::new(&path)?)
+                }
                 "local-file" if path.exists() => {
                     Arc::new(heimdex_connectors::LocalConnector::single_file(&path)?)
                 }
@@ -244,7 +261,10 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) async fn connector(&self, source: &SourceId) -> Result<Arc<dyn Connector>, EngineError> {
+    pub(crate) async fn connector(
+        &self,
+        source: &SourceId,
+    ) -> Result<Arc<dyn Connector>, EngineError> {
         self.connectors
             .lock()
             .await
@@ -353,11 +373,18 @@ impl Engine {
     pub async fn search(&self, request: &SearchRequest) -> Result<Vec<Moment>, EngineError> {
         let want = request.limit.max(1);
         // Fetch more hits than moments: neighbouring hits of one asset merge into one moment.
-        let mut fetch = request.clone().with_limit((want + request.offset) * 4).with_offset(0);
+        let mut fetch = request
+            .clone()
+            .with_limit((want + request.offset) * 4)
+            .with_offset(0);
         fetch.tenant = self.cfg.tenant.clone();
         let hits: Vec<SearchHit> = self.index.search(&fetch).await?;
         let moments = merge_hits(&hits, 0.0);
-        Ok(moments.into_iter().skip(request.offset).take(want).collect())
+        Ok(moments
+            .into_iter()
+            .skip(request.offset)
+            .take(want)
+            .collect())
     }
 
     /// The stored sidecar of the asset at local `path` (a file that was indexed).
@@ -420,7 +447,8 @@ impl Engine {
             .bytes()
             .await
             .map_err(EngineError::media)?;
-        serde_json::from_slice(&bytes).map_err(|e| EngineError::Corrupt(format!("sidecar {location}: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::Corrupt(format!("sidecar {location}: {e}")))
     }
 
     /// Local file path of a media object (thumbnail), when media is a local directory.

@@ -107,7 +107,10 @@ fn thumbnail_location(asset: &AssetId, shot: u32) -> String {
 }
 
 /// Delete an asset's sidecar and thumbnails.
-pub(crate) async fn delete_media(media: &dyn ObjectStore, asset: &AssetId) -> Result<(), EngineError> {
+pub(crate) async fn delete_media(
+    media: &dyn ObjectStore,
+    asset: &AssetId,
+) -> Result<(), EngineError> {
     let prefix = ObjectPath::from(format!("thumbs/{asset}"));
     let mut listing = media.list(Some(&prefix));
     while let Some(meta) = listing.next().await {
@@ -153,9 +156,13 @@ struct Computed {
 impl Engine {
     /// Process jobs until the queue has nothing ready, delayed or in flight, running up to
     /// `concurrency` jobs at once. Flushes the index at the end.
-    pub async fn run_until_idle(&self, sink: Arc<dyn ProgressSink>) -> Result<RunReport, EngineError> {
+    pub async fn run_until_idle(
+        &self,
+        sink: Arc<dyn ProgressSink>,
+    ) -> Result<RunReport, EngineError> {
         let report = StdMutex::new(RunReport::default());
-        let workers = (0..self.cfg.concurrency.max(1)).map(|_| self.worker_loop(sink.as_ref(), &report));
+        let workers =
+            (0..self.cfg.concurrency.max(1)).map(|_| self.worker_loop(sink.as_ref(), &report));
         let results = futures::future::join_all(workers).await;
         self.index.flush().await?;
         for r in results {
@@ -164,7 +171,11 @@ impl Engine {
         Ok(report.into_inner().unwrap_or_default())
     }
 
-    async fn worker_loop(&self, sink: &dyn ProgressSink, report: &StdMutex<RunReport>) -> Result<(), EngineError> {
+    async fn worker_loop(
+        &self,
+        sink: &dyn ProgressSink,
+        report: &StdMutex<RunReport>,
+    ) -> Result<(), EngineError> {
         loop {
             match self.queue.reserve(self.cfg.visibility).await? {
                 Some(delivery) => {
@@ -190,7 +201,11 @@ impl Engine {
     }
 
     /// Run one delivered job to its end and settle it with the queue.
-    pub async fn process(&self, delivery: &Delivery, sink: &dyn ProgressSink) -> Result<JobOutcome, EngineError> {
+    pub async fn process(
+        &self,
+        delivery: &Delivery,
+        sink: &dyn ProgressSink,
+    ) -> Result<JobOutcome, EngineError> {
         let tenant = self.cfg.tenant.clone();
         let Some(mut job) = self.store.get_job(&tenant, &delivery.message.job).await? else {
             self.queue.ack(delivery).await?;
@@ -207,15 +222,34 @@ impl Engine {
         job.attempts = delivery.attempt;
         if asset.version != job.asset_version {
             // A newer scan queued a newer job for this asset.
-            self.set_job(&mut job, JobState::Processing { stage: "superseded".into(), percent: 100.0 }).await?;
+            self.set_job(
+                &mut job,
+                JobState::Processing {
+                    stage: "superseded".into(),
+                    percent: 100.0,
+                },
+            )
+            .await?;
             self.set_job(&mut job, JobState::Completed).await?;
             self.queue.ack(delivery).await?;
             return Ok(JobOutcome::Skipped);
         }
-        sink.event(ProgressEvent::Started { key: asset.key.clone() });
-        self.set_job(&mut job, JobState::Processing { stage: "probe".into(), percent: 0.0 }).await?;
+        sink.event(ProgressEvent::Started {
+            key: asset.key.clone(),
+        });
+        self.set_job(
+            &mut job,
+            JobState::Processing {
+                stage: "probe".into(),
+                percent: 0.0,
+            },
+        )
+        .await?;
 
-        let live = Arc::new(StdMutex::new(Live { stage: "probe".into(), percent: 0.0 }));
+        let live = Arc::new(StdMutex::new(Live {
+            stage: "probe".into(),
+            percent: 0.0,
+        }));
         let work = self.index_asset(&asset, Arc::clone(&live), sink);
         tokio::pin!(work);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -230,11 +264,12 @@ impl Engine {
                         last_lease = Instant::now();
                     }
                     let now = live.lock().map(|l| l.clone()).ok();
-                    if let Some(l) = now {
-                        if l.stage != last_saved.0 || l.percent - last_saved.1 >= 5.0 {
-                            last_saved = (l.stage.clone(), l.percent);
-                            self.set_job(&mut job, JobState::Processing { stage: l.stage, percent: l.percent }).await?;
-                        }
+                    if let Some(l) = now
+                        && (l.stage != last_saved.0 || l.percent - last_saved.1 >= 5.0)
+                    {
+                        last_saved = (l.stage.clone(), l.percent);
+                        let state = JobState::Processing { stage: l.stage, percent: l.percent };
+                        self.set_job(&mut job, state).await?;
                     }
                 }
             }
@@ -245,26 +280,46 @@ impl Engine {
             Ok((shots, duration_s, reused)) => {
                 self.set_job(&mut job, JobState::Completed).await?;
                 self.queue.ack(delivery).await?;
-                JobOutcome::Indexed { shots, duration_s, reused }
+                JobOutcome::Indexed {
+                    shots,
+                    duration_s,
+                    reused,
+                }
             }
             Err(e) => {
                 let reason = format!("{failed_stage}: {e}");
                 job.last_error = Some(reason.clone());
                 let outcome = if e.is_permanent() {
                     self.queue.ack(delivery).await?;
-                    JobOutcome::Failed { reason: reason.clone() }
+                    JobOutcome::Failed {
+                        reason: reason.clone(),
+                    }
                 } else {
                     match self.queue.nack(delivery, &reason).await? {
-                        NackOutcome::Retry { after } => JobOutcome::Retrying { reason: reason.clone(), after },
+                        NackOutcome::Retry { after } => JobOutcome::Retrying {
+                            reason: reason.clone(),
+                            after,
+                        },
                         NackOutcome::DeadLettered => JobOutcome::Failed {
-                            reason: format!("{reason} (gave up after {} attempts)", delivery.attempt),
+                            reason: format!(
+                                "{reason} (gave up after {} attempts)",
+                                delivery.attempt
+                            ),
                         },
                     }
                 };
                 match &outcome {
-                    JobOutcome::Retrying { .. } => self.set_job(&mut job, JobState::Pending).await?,
+                    JobOutcome::Retrying { .. } => {
+                        self.set_job(&mut job, JobState::Pending).await?
+                    }
                     JobOutcome::Failed { reason } => {
-                        self.set_job(&mut job, JobState::Failed { reason: reason.clone() }).await?;
+                        self.set_job(
+                            &mut job,
+                            JobState::Failed {
+                                reason: reason.clone(),
+                            },
+                        )
+                        .await?;
                         let mut failed = asset.clone();
                         failed.state = AssetState::Failed;
                         failed.updated_ms = now_ms();
@@ -276,7 +331,10 @@ impl Engine {
                 outcome
             }
         };
-        sink.event(ProgressEvent::Finished { key: asset.key.clone(), outcome: outcome.clone() });
+        sink.event(ProgressEvent::Finished {
+            key: asset.key.clone(),
+            outcome: outcome.clone(),
+        });
         Ok(outcome)
     }
 
@@ -301,44 +359,62 @@ impl Engine {
                 l.stage = stage.to_owned();
                 l.percent = percent;
             }
-            sink.event(ProgressEvent::Stage { key: asset.key.clone(), stage: stage.to_owned(), percent });
+            sink.event(ProgressEvent::Stage {
+                key: asset.key.clone(),
+                stage: stage.to_owned(),
+                percent,
+            });
         };
         let previous = match &asset.sidecar {
             Some(_) => self.sidecar(&asset.id).await.ok(),
             None => None,
         };
         let computed = self.compute(asset, previous, &report).await?;
-        let Computed { sidecar, thumbnails, reused } = computed;
+        let Computed {
+            sidecar,
+            thumbnails,
+            reused,
+        } = computed;
 
         report("write", 0.0);
         if !reused {
             delete_media(self.media.as_ref(), &asset.id).await?;
             let media = &self.media;
-            let mut puts = futures::stream::iter(thumbnails.into_iter().map(|(loc, bytes)| async move {
-                media
-                    .put(&ObjectPath::from(loc), PutPayload::from(bytes))
-                    .await
-                    .map_err(EngineError::media)
-            }))
-            .buffer_unordered(8);
+            let mut puts =
+                futures::stream::iter(thumbnails.into_iter().map(|(loc, bytes)| async move {
+                    media
+                        .put(&ObjectPath::from(loc), PutPayload::from(bytes))
+                        .await
+                        .map_err(EngineError::media)
+                }))
+                .buffer_unordered(8);
             while let Some(r) = puts.next().await {
                 r?;
             }
             self.media
-                .put(&sidecar_location(&asset.id), PutPayload::from(sidecar.to_json_pretty()))
+                .put(
+                    &sidecar_location(&asset.id),
+                    PutPayload::from(sidecar.to_json_pretty()),
+                )
                 .await
                 .map_err(EngineError::media)?;
         }
 
         report("index", 0.0);
         let segs = segments::from_sidecar(&sidecar);
-        self.store.replace_segments(&asset.tenant, &asset.id, &segs).await?;
+        self.store
+            .replace_segments(&asset.tenant, &asset.id, &segs)
+            .await?;
         let path = self.display_path(&asset.source, &asset.key).await?;
         let docs = segments::index_docs(&asset.tenant, &asset.source, &asset.id, &path, &segs);
         self.index.delete_asset(&asset.tenant, &asset.id).await?;
         self.index.upsert(&docs).await?;
 
-        let shots = sidecar.shots.as_ref().map(|s| s.data.shots.len()).unwrap_or(0);
+        let shots = sidecar
+            .shots
+            .as_ref()
+            .map(|s| s.data.shots.len())
+            .unwrap_or(0);
         let duration = sidecar.duration_s().unwrap_or(0.0);
         let mut done = asset.clone();
         done.state = AssetState::Indexed;
@@ -362,13 +438,18 @@ impl Engine {
         report: &(dyn Fn(&str, f32) + Sync),
     ) -> Result<Computed, EngineError> {
         let media_info = media_stage_infos(&self.cfg.analyze);
-        let extractor_infos: Vec<ExtractorInfo> = self.extractors.iter().map(|e| e.info()).collect();
+        let extractor_infos: Vec<ExtractorInfo> =
+            self.extractors.iter().map(|e| e.info()).collect();
         let previous = previous.filter(|p| p.asset.version == asset.version);
         if let Some(prev) = &previous {
             let all_current = media_info.iter().all(|i| prev.has_stage(i))
                 && extractor_infos.iter().all(|i| prev.has_stage(i));
             if all_current {
-                return Ok(Computed { sidecar: prev.clone(), thumbnails: Vec::new(), reused: true });
+                return Ok(Computed {
+                    sidecar: prev.clone(),
+                    thumbnails: Vec::new(),
+                    reused: true,
+                });
             }
         }
 
@@ -426,7 +507,13 @@ impl Engine {
             let frames: Vec<FrameRef<'_>> = analysis
                 .keyframes
                 .iter()
-                .map(|k| FrameRef { shot_index: k.shot_index, time_s: k.time_s, width: k.width, height: k.height, rgb: &k.rgb })
+                .map(|k| FrameRef {
+                    shot_index: k.shot_index,
+                    time_s: k.time_s,
+                    width: k.width,
+                    height: k.height,
+                    rgb: &k.rgb,
+                })
                 .collect();
             let total = extractors.len().max(1) as f32;
             for (i, ex) in extractors.iter().enumerate() {
@@ -442,16 +529,25 @@ impl Engine {
                 let progress = move |p: f32| {
                     let _ = stage_tx.send((name.clone(), base + p / total));
                 };
-                let audio = analysis.audio.as_ref().map(|a| a.samples.as_slice()).filter(|_| needs.audio_16k);
+                let audio = analysis
+                    .audio
+                    .as_ref()
+                    .map(|a| a.samples.as_slice())
+                    .filter(|_| needs.audio_16k);
                 let kfs: &[FrameRef<'_>] = if needs.keyframes { &frames } else { &[] };
                 let ctx = ExtractContext::new(&sidecar, kfs, audio, &progress);
                 let t = Instant::now();
-                let data = ex
-                    .extract(&ctx)
-                    .map_err(|source| EngineError::Extractor { name: info.name.clone(), source })?;
+                let data = ex.extract(&ctx).map_err(|source| EngineError::Extractor {
+                    name: info.name.clone(),
+                    source,
+                })?;
                 apply_stage(&mut sidecar, info, t.elapsed().as_millis() as u64, data);
             }
-            Ok(Computed { sidecar, thumbnails, reused: false })
+            Ok(Computed {
+                sidecar,
+                thumbnails,
+                reused: false,
+            })
         });
         tokio::pin!(task);
         loop {
@@ -474,7 +570,12 @@ pub(crate) const MEDIA_STAGES_VERSION: &str = "1";
 pub(crate) fn media_stage_infos(opts: &heimdex_pipeline::AnalyzeOptions) -> [ExtractorInfo; 3] {
     let version = MEDIA_STAGES_VERSION.to_owned();
     [
-        ExtractorInfo { name: "ffmpeg.probe".into(), version: version.clone(), model: None, params: None },
+        ExtractorInfo {
+            name: "ffmpeg.probe".into(),
+            version: version.clone(),
+            model: None,
+            params: None,
+        },
         ExtractorInfo {
             name: "shots.content-hsv".into(),
             version: version.clone(),
