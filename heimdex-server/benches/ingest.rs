@@ -34,22 +34,61 @@ fn ffmpeg_null(clip: &Path) -> Duration {
 async fn ingest(clip: &Path) -> (Duration, f64) {
     let home = tempfile::tempdir().expect("home");
     let t = Instant::now();
-    let engine = Engine::open_embedded(home.path(), EngineConfig::default()).await.expect("engine");
+    let engine = Engine::open_embedded(home.path(), EngineConfig::default())
+        .await
+        .expect("engine");
     let src = engine.add_local_path(clip).await.expect("source");
     engine.scan(&src.id).await.expect("scan");
-    let report = engine.run_until_idle(Arc::new(SilentProgress)).await.expect("run");
+    let report = engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
     let elapsed = t.elapsed();
-    assert_eq!(report.indexed, 1, "{} did not index: {report:?}", clip.display());
-    let duration = engine.sidecar_for_path(clip).await.expect("sidecar").duration_s().unwrap_or(0.0);
+    assert_eq!(
+        report.indexed,
+        1,
+        "{} did not index: {report:?}",
+        clip.display()
+    );
+    let duration = engine
+        .sidecar_for_path(clip)
+        .await
+        .expect("sidecar")
+        .duration_s()
+        .unwrap_or(0.0);
     (elapsed, duration)
 }
 
 fn generate_long_clip(dir: &Path) -> PathBuf {
     let out = dir.join("generated-60s-720p.mp4");
     let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=60"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=60"])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .args([
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=25:duration=60",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=60",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ])
         .arg(&out)
         .status()
         .expect("ffmpeg generate");
@@ -72,7 +111,10 @@ async fn main() {
     }
     clips.push(generate_long_clip(tmp.path()));
 
-    println!("{:<26} {:>8} {:>10} {:>12} {:>7} {:>9}", "clip", "media s", "ingest s", "ffmpeg-null s", "ratio", "x realtime");
+    println!(
+        "{:<26} {:>8} {:>10} {:>12} {:>7} {:>9}",
+        "clip", "media s", "ingest s", "ffmpeg-null s", "ratio", "x realtime"
+    );
     for clip in &clips {
         let mut ing = Vec::new();
         let mut media_s = 0.0;
@@ -93,5 +135,7 @@ async fn main() {
             media_s / ing.as_secs_f64()
         );
     }
-    println!("ratio = heimdex ingest time / ffmpeg -f null decode time (median of {RUNS}); lower is better");
+    println!(
+        "ratio = heimdex ingest time / ffmpeg -f null decode time (median of {RUNS}); lower is better"
+    );
 }

@@ -1,6 +1,6 @@
 //! Conformance suite for the [`Queue`] trait.
 //!
-//! Build the queue under test fresh and empty with a short [`RetryPolicy`] (for example
+//! Build the queue under test fresh and empty with a short [`RetryPolicy`](crate::queue::RetryPolicy) (for example
 //! `max_attempts: 3, base_backoff: 100 ms, max_backoff: 1 s`) and call [`run_all`]. The suite
 //! reads [`Queue::retry_policy`] instead of assuming one; it needs `max_attempts >= 2`, and its
 //! running time grows with the backoff (about 1.5 s with the policy above).
