@@ -127,3 +127,13 @@ async fn main() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LumaExtractor;
+
+    #[test]
+    fn luma_extractor_passes_the_extractor_conformance_suite() {
+        heimdex_core::conformance::extractor::run_all(&LumaExtractor { night_below: 60.0 });
+    }
+}

@@ -6,6 +6,7 @@
 //! differs between backends is a parameter of `run_all`, never a copied test.
 
 pub mod connector;
+pub mod extractor;
 pub mod index;
 pub mod queue;
 pub mod store;
