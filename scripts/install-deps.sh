@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(pkg-config clang libclang-dev ffmpeg
       libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
-      libavfilter-dev libavdevice-dev python3-pip)
+      libavfilter-dev libavdevice-dev python3-pip cmake espeak-ng fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

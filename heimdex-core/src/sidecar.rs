@@ -478,6 +478,10 @@ pub struct Embeddings {
 pub struct EmbeddingVector {
     /// Named vector space, e.g. `text` or `image`.
     pub space: String,
+    /// Id of the segment this vector belongs to (see `heimdex_core::segments`), when it
+    /// embeds one segment's text or keyframe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
     /// Start time in seconds.
     pub start_s: f64,
     /// End time in seconds.
