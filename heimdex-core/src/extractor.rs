@@ -167,3 +167,72 @@ pub fn apply_stage(sidecar: &mut Sidecar, info: ExtractorInfo, elapsed_ms: u64, 
         }
     }
 }
+
+/// Encodes a search query into a named vector space at query time (the text tower of the
+/// model whose other tower an [`Extractor`] used at index time).
+///
+/// # Contract
+/// - [`space`](QueryEncoder::space) names the vector space it encodes into (`text`, `image`)
+///   and matches the `space` of the embeddings the corresponding stage writes.
+/// - [`encode`](QueryEncoder::encode) returns one L2-normalised vector of the space's
+///   dimension; the same text gives the same vector.
+pub trait QueryEncoder: Send + Sync + Debug {
+    /// Vector space name.
+    fn space(&self) -> &str;
+    /// Encode one query.
+    fn encode(&self, text: &str) -> Result<Vec<f32>, ExtractError>;
+}
+
+/// Order stages so that every stage comes after the stages named in its
+/// [`Needs::after`]; stages in the same inner `Vec` do not depend on each other and may run
+/// concurrently. Names that no configured stage provides are ignored (they may be built-in
+/// media stages or absent optional stages). Cycles are broken by configuration order.
+pub fn stage_levels<T: AsRef<dyn Extractor>>(stages: &[T]) -> Vec<Vec<usize>> {
+    let names: Vec<Vec<String>> = stages.iter().map(|s| provided_names(s.as_ref())).collect();
+    let deps: Vec<Vec<usize>> = (0..stages.len())
+        .map(|i| {
+            let after = stages[i].as_ref().needs().after;
+            (0..stages.len())
+                .filter(|&j| j != i && names[j].iter().any(|n| after.contains(n)))
+                .collect()
+        })
+        .collect();
+    let mut done = vec![false; stages.len()];
+    let mut levels = Vec::new();
+    while done.iter().any(|d| !d) {
+        let mut level: Vec<usize> = (0..stages.len())
+            .filter(|&i| !done[i] && deps[i].iter().all(|&j| done[j]))
+            .collect();
+        if level.is_empty() {
+            // A cycle: take the first remaining stage to make progress.
+            level = (0..stages.len()).filter(|&i| !done[i]).take(1).collect();
+        }
+        for &i in &level {
+            done[i] = true;
+        }
+        levels.push(level);
+    }
+    levels
+}
+
+/// The names other stages can wait for with [`Needs::after`]: the stage's own name and the
+/// typed block it writes.
+pub fn provided_names(e: &dyn Extractor) -> Vec<String> {
+    let mut names = vec![e.info().name];
+    names.extend(block_name(e).map(str::to_owned));
+    names
+}
+
+/// The typed sidecar block a stage writes, by the naming convention of its stage name
+/// (`asr.*` → `transcript`, `ocr.*` → `ocr`, `faces.*` → `faces`, `embed.*` → `embeddings`).
+fn block_name(e: &dyn Extractor) -> Option<&'static str> {
+    let name = e.info().name;
+    let prefix = name.split('.').next().unwrap_or("");
+    match prefix {
+        "asr" | "transcript" => Some("transcript"),
+        "ocr" => Some("ocr"),
+        "faces" => Some("faces"),
+        "embed" | "embeddings" => Some("embeddings"),
+        _ => None,
+    }
+}

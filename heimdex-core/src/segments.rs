@@ -138,6 +138,17 @@ pub fn index_docs(
         .collect()
 }
 
+/// Attach the sidecar's embedding vectors to the documents of the segments they embed.
+pub fn attach_vectors(docs: &mut [IndexDoc], sidecar: &Sidecar) {
+    let Some(emb) = &sidecar.embeddings else { return };
+    for v in &emb.data.vectors {
+        let Some(seg) = &v.segment else { continue };
+        if let Some(doc) = docs.iter_mut().find(|d| &d.segment == seg) {
+            doc.vectors.insert(v.space.clone(), v.vector.clone());
+        }
+    }
+}
+
 /// The words of a path: its components, its file name and that name split at `_ - .`.
 fn path_words(path: &str) -> String {
     let mut words: Vec<String> = Vec::new();

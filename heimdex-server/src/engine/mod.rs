@@ -29,7 +29,7 @@ use heimdex_core::moments::{Moment, merge_hits};
 use heimdex_core::queue::{QueueMessage, RetryPolicy};
 use heimdex_core::sidecar::Sidecar;
 use heimdex_core::store::{AssetQuery, JobQuery};
-use heimdex_core::{Connector, Extractor, Index, Queue, Store};
+use heimdex_core::{Connector, Extractor, Index, IndexError, Queue, QueryEncoder, Store};
 use heimdex_pipeline::AnalyzeOptions;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
@@ -57,6 +57,8 @@ pub struct EngineConfig {
     pub read_block: u64,
     /// Retries of failed jobs (bad media fails at once, without retries).
     pub retry: RetryPolicy,
+    /// Cosine similarity a hit found only by vector search must reach to be returned.
+    pub min_vector_similarity: f32,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +74,7 @@ impl Default for EngineConfig {
                 base_backoff: Duration::from_millis(500),
                 max_backoff: Duration::from_secs(30),
             },
+            min_vector_similarity: 0.35,
         }
     }
 }
@@ -125,6 +128,7 @@ pub struct Engine {
     /// Local root of `media`, when it is a local directory (for printing thumbnail paths).
     pub(crate) media_root: Option<PathBuf>,
     pub(crate) extractors: Vec<Arc<dyn Extractor>>,
+    pub(crate) query_encoders: Vec<Arc<dyn QueryEncoder>>,
     pub(crate) connectors: Mutex<BTreeMap<SourceId, Arc<dyn Connector>>>,
 }
 
@@ -145,6 +149,7 @@ impl Engine {
             media,
             media_root: None,
             extractors: Vec::new(),
+            query_encoders: Vec::new(),
             connectors: Mutex::new(BTreeMap::new()),
         }
     }
@@ -177,6 +182,17 @@ impl Engine {
     pub fn with_extractor(mut self, extractor: Arc<dyn Extractor>) -> Self {
         self.extractors.push(extractor);
         self
+    }
+
+    /// Add a query encoder: keyword searches then also search its vector space (hybrid).
+    pub fn with_query_encoder(mut self, encoder: Arc<dyn QueryEncoder>) -> Self {
+        self.query_encoders.push(encoder);
+        self
+    }
+
+    /// The configured extractors, in configuration order.
+    pub fn extractors(&self) -> &[Arc<dyn Extractor>] {
+        &self.extractors
     }
 
     /// The store.
@@ -370,6 +386,10 @@ impl Engine {
     }
 
     /// Search and merge the hits into moments (at most `request.limit` of them).
+    ///
+    /// A text query without a vector is also encoded by the query encoder of the `text`
+    /// space, if one is configured, making the search hybrid (keyword + meaning, fused).
+    /// If the index has no vectors of that space yet, the search stays keyword-only.
     pub async fn search(&self, request: &SearchRequest) -> Result<Vec<Moment>, EngineError> {
         let want = request.limit.max(1);
         // Fetch more hits than moments: neighbouring hits of one asset merge into one moment.
@@ -378,7 +398,38 @@ impl Engine {
             .with_limit((want + request.offset) * 4)
             .with_offset(0);
         fetch.tenant = self.cfg.tenant.clone();
-        let hits: Vec<SearchHit> = self.index.search(&fetch).await?;
+        let keyword_only = fetch.clone();
+        if let (Some(text), None) = (&fetch.text, &fetch.vector) {
+            if let Some(enc) = self.query_encoders.iter().find(|e| e.space() == "text") {
+                let enc = Arc::clone(enc);
+                let text = text.clone();
+                let vector = tokio::task::spawn_blocking(move || enc.encode(&text))
+                    .await
+                    .map_err(|e| EngineError::Task(e.to_string()))?
+                    .map_err(|source| EngineError::Extractor {
+                        name: "query encoder".into(),
+                        source,
+                    })?;
+                fetch = fetch.with_vector("text", vector);
+            }
+        }
+        let hits: Vec<SearchHit> = match self.index.search(&fetch).await {
+            Err(IndexError::InvalidRequest(msg))
+                if fetch.vector.is_some()
+                    && keyword_only.text.is_some()
+                    && msg.contains("unknown vector space") =>
+            {
+                self.index.search(&keyword_only).await?
+            }
+            other => other?,
+        };
+        // Vector search always returns nearest neighbours, related or not: a hit that matched
+        // by meaning only must be similar enough to count.
+        let min = self.cfg.min_vector_similarity;
+        let hits: Vec<SearchHit> = hits
+            .into_iter()
+            .filter(|h| h.signals.iter().any(|s| s.signal == "keyword" || s.score >= min))
+            .collect();
         let moments = merge_hits(&hits, 0.0);
         Ok(moments
             .into_iter()

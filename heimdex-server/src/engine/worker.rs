@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use heimdex_connectors::RangeReader;
-use heimdex_core::extractor::{ExtractContext, FrameRef, apply_stage};
+use heimdex_core::extractor::{ExtractContext, Extractor, FrameRef, StageData, apply_stage, provided_names, stage_levels};
 use heimdex_core::model::{Asset, AssetId, AssetState, Job, JobState, SidecarRef};
 use heimdex_core::queue::{Delivery, NackOutcome};
 use heimdex_core::segments;
@@ -151,6 +151,9 @@ struct Computed {
     sidecar: Sidecar,
     thumbnails: Vec<(String, Vec<u8>)>,
     reused: bool,
+    /// The first stage failure; `sidecar` then holds every stage that did complete, so a
+    /// retry resumes from them.
+    failure: Option<EngineError>,
 }
 
 impl Engine {
@@ -275,7 +278,7 @@ impl Engine {
             }
         };
 
-        let failed_stage = live.lock().map(|l| l.stage.clone()).unwrap_or_default();
+        let live_stage = live.lock().map(|l| l.stage.clone()).unwrap_or_default();
         let outcome = match result {
             Ok((shots, duration_s, reused)) => {
                 self.set_job(&mut job, JobState::Completed).await?;
@@ -287,7 +290,11 @@ impl Engine {
                 }
             }
             Err(e) => {
-                let reason = format!("{failed_stage}: {e}");
+                let reason = match &e {
+                    // The message already names the failing stage.
+                    EngineError::Extractor { .. } => e.to_string(),
+                    _ => format!("{live_stage}: {e}"),
+                };
                 job.last_error = Some(reason.clone());
                 let outcome = if e.is_permanent() {
                     self.queue.ack(delivery).await?;
@@ -365,15 +372,15 @@ impl Engine {
                 percent,
             });
         };
-        let previous = match &asset.sidecar {
-            Some(_) => self.sidecar(&asset.id).await.ok(),
-            None => None,
-        };
+        // A previous sidecar (complete, or partial from a failed attempt) lets unchanged
+        // stages be reused.
+        let previous = self.sidecar(&asset.id).await.ok();
         let computed = self.compute(asset, previous, &report).await?;
         let Computed {
             sidecar,
             thumbnails,
             reused,
+            failure,
         } = computed;
 
         report("write", 0.0);
@@ -400,13 +407,18 @@ impl Engine {
                 .map_err(EngineError::media)?;
         }
 
+        if let Some(e) = failure {
+            return Err(e);
+        }
+
         report("index", 0.0);
         let segs = segments::from_sidecar(&sidecar);
         self.store
             .replace_segments(&asset.tenant, &asset.id, &segs)
             .await?;
         let path = self.display_path(&asset.source, &asset.key).await?;
-        let docs = segments::index_docs(&asset.tenant, &asset.source, &asset.id, &path, &segs);
+        let mut docs = segments::index_docs(&asset.tenant, &asset.source, &asset.id, &path, &segs);
+        segments::attach_vectors(&mut docs, &sidecar);
         self.index.delete_asset(&asset.tenant, &asset.id).await?;
         self.index.upsert(&docs).await?;
 
@@ -440,7 +452,11 @@ impl Engine {
         let media_info = media_stage_infos(&self.cfg.analyze);
         let extractor_infos: Vec<ExtractorInfo> =
             self.extractors.iter().map(|e| e.info()).collect();
-        let previous = previous.filter(|p| p.asset.version == asset.version);
+        // A sidecar of another version of the bytes, or from other media-stage settings
+        // (shots, keyframes), cannot be reused at all.
+        let previous = previous.filter(|p| {
+            p.asset.version == asset.version && media_info.iter().take(2).all(|i| p.has_stage(i))
+        });
         if let Some(prev) = &previous {
             let all_current = media_info.iter().all(|i| prev.has_stage(i))
                 && extractor_infos.iter().all(|i| prev.has_stage(i));
@@ -449,6 +465,7 @@ impl Engine {
                     sidecar: prev.clone(),
                     thumbnails: Vec::new(),
                     reused: true,
+                    failure: None,
                 });
             }
         }
@@ -515,38 +532,12 @@ impl Engine {
                     rgb: &k.rgb,
                 })
                 .collect();
-            let total = extractors.len().max(1) as f32;
-            for (i, ex) in extractors.iter().enumerate() {
-                let info = ex.info();
-                if let Some(prev) = previous.as_ref().filter(|p| p.has_stage(&info)) {
-                    copy_stage(prev, &mut sidecar, &info);
-                    continue;
-                }
-                let needs = ex.needs();
-                let name = info.name.clone();
-                let stage_tx = tx.clone();
-                let base = i as f32 / total * 100.0;
-                let progress = move |p: f32| {
-                    let _ = stage_tx.send((name.clone(), base + p / total));
-                };
-                let audio = analysis
-                    .audio
-                    .as_ref()
-                    .map(|a| a.samples.as_slice())
-                    .filter(|_| needs.audio_16k);
-                let kfs: &[FrameRef<'_>] = if needs.keyframes { &frames } else { &[] };
-                let ctx = ExtractContext::new(&sidecar, kfs, audio, &progress);
-                let t = Instant::now();
-                let data = ex.extract(&ctx).map_err(|source| EngineError::Extractor {
-                    name: info.name.clone(),
-                    source,
-                })?;
-                apply_stage(&mut sidecar, info, t.elapsed().as_millis() as u64, data);
-            }
+            let failure = run_stages(&extractors, previous.as_ref(), &mut sidecar, &frames, analysis.audio.as_ref().map(|a| a.samples.as_slice()), &tx);
             Ok(Computed {
                 sidecar,
                 thumbnails,
                 reused: false,
+                failure,
             })
         });
         tokio::pin!(task);
@@ -594,6 +585,98 @@ pub(crate) fn media_stage_infos(opts: &heimdex_pipeline::AnalyzeOptions) -> [Ext
             params: Some(format!("decode_audio={}", opts.decode_audio)),
         },
     ]
+}
+
+/// Run the extractors level by level (see [`stage_levels`]); stages of one level run
+/// concurrently on scoped threads. Stages already current in `previous` are copied instead of
+/// run. Returns the first failure; the outputs of every stage that completed are in `sidecar`.
+fn run_stages(
+    extractors: &[Arc<dyn Extractor>],
+    previous: Option<&Sidecar>,
+    sidecar: &mut Sidecar,
+    frames: &[FrameRef<'_>],
+    audio: Option<&[f32]>,
+    tx: &tokio::sync::mpsc::UnboundedSender<(String, f32)>,
+) -> Option<EngineError> {
+    let n = extractors.len();
+    // Per-stage percent; the reported figure is their mean, so it never goes back.
+    let table = StdMutex::new(vec![0.0f32; n]);
+    let report = |i: usize, name: &str, p: f32| {
+        if let Ok(mut t) = table.lock() {
+            t[i] = t[i].max(p.clamp(0.0, 100.0));
+            let mean = t.iter().sum::<f32>() / n.max(1) as f32;
+            let _ = tx.send((name.to_owned(), mean));
+        }
+    };
+    // Names of stages that ran in this job: a stage that waits for one of them must re-run
+    // too, even if its own identity is unchanged (its input changed).
+    let mut ran: Vec<String> = Vec::new();
+    for level in stage_levels(extractors) {
+        let mut to_run = Vec::new();
+        for i in level {
+            let info = extractors[i].info();
+            let input_changed = extractors[i].needs().after.iter().any(|a| ran.contains(a));
+            match previous.filter(|p| !input_changed && p.has_stage(&info)) {
+                Some(prev) => {
+                    copy_stage(prev, sidecar, &info);
+                    report(i, &info.name, 100.0);
+                }
+                None => to_run.push(i),
+            }
+        }
+        let current: &Sidecar = sidecar;
+        let results: Vec<(ExtractorInfo, Result<StageData, EngineError>, u64)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = to_run
+                .iter()
+                .map(|&i| {
+                    let ex = &extractors[i];
+                    let report = &report;
+                    scope.spawn(move || {
+                        let info = ex.info();
+                        let needs = ex.needs();
+                        let name = info.name.clone();
+                        let progress = move |p: f32| report(i, &name, p);
+                        let kfs: &[FrameRef<'_>] = if needs.keyframes { frames } else { &[] };
+                        let ctx = ExtractContext::new(current, kfs, audio.filter(|_| needs.audio_16k), &progress);
+                        let t = Instant::now();
+                        let out = ex.extract(&ctx).map_err(|source| EngineError::Extractor {
+                            name: info.name.clone(),
+                            source,
+                        });
+                        report(i, &info.name, 100.0);
+                        (info, out, t.elapsed().as_millis() as u64)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .zip(&to_run)
+                .map(|(h, &i)| {
+                    h.join().unwrap_or_else(|_| {
+                        let info = extractors[i].info();
+                        let err = EngineError::Task(format!("stage {} panicked", info.name));
+                        (info, Err(err), 0)
+                    })
+                })
+                .collect()
+        });
+        for &i in &to_run {
+            ran.extend(provided_names(extractors[i].as_ref()));
+        }
+        let mut failure = None;
+        for (info, out, ms) in results {
+            match out {
+                Ok(data) => apply_stage(sidecar, info, ms, data),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if failure.is_some() {
+            return failure;
+        }
+    }
+    None
 }
 
 fn copy_stage(from: &Sidecar, to: &mut Sidecar, info: &ExtractorInfo) {
