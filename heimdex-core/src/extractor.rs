@@ -236,3 +236,50 @@ fn block_name(e: &dyn Extractor) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Stage(&'static str, Vec<&'static str>);
+
+    impl Extractor for Stage {
+        fn info(&self) -> ExtractorInfo {
+            ExtractorInfo {
+                name: self.0.into(),
+                version: "1".into(),
+                model: None,
+                params: None,
+            }
+        }
+        fn needs(&self) -> Needs {
+            Needs {
+                after: self.1.iter().map(|s| (*s).to_owned()).collect(),
+                ..Needs::default()
+            }
+        }
+        fn extract(&self, _: &ExtractContext<'_>) -> Result<StageData, ExtractError> {
+            Err(ExtractError::Failed("not run in this test".into()))
+        }
+    }
+
+    #[test]
+    fn stages_are_levelled_by_their_dependencies() {
+        let stages: Vec<Arc<dyn Extractor>> = vec![
+            Arc::new(Stage("embed.text", vec!["transcript", "ocr"])),
+            Arc::new(Stage("asr.whisper", vec![])),
+            Arc::new(Stage("ocr.paddle", vec![])),
+            Arc::new(Stage("custom.after-embed", vec!["embed.text"])),
+            Arc::new(Stage("faces.blaze", vec!["not-configured"])),
+        ];
+        assert_eq!(stage_levels(&stages), vec![vec![1, 2, 4], vec![0], vec![3]]);
+        let cyclic: Vec<Arc<dyn Extractor>> = vec![
+            Arc::new(Stage("a", vec!["b"])),
+            Arc::new(Stage("b", vec!["a"])),
+        ];
+        assert_eq!(stage_levels(&cyclic), vec![vec![0], vec![1]]);
+    }
+}

@@ -36,7 +36,9 @@ pub mod conformance;
 pub use connector::{
     Change, ChangeSet, Connector, ConnectorError, ListPage, ListRequest, ObjectMeta,
 };
-pub use extractor::{ExtractContext, ExtractError, Extractor, FrameRef, Needs, QueryEncoder, StageData};
+pub use extractor::{
+    ExtractContext, ExtractError, Extractor, FrameRef, Needs, QueryEncoder, StageData,
+};
 pub use index::{Fusion, Index, IndexDoc, IndexError, SearchFilter, SearchHit, SearchRequest};
 pub use model::{
     Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Segment, SegmentKind, Source,

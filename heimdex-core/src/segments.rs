@@ -140,7 +140,9 @@ pub fn index_docs(
 
 /// Attach the sidecar's embedding vectors to the documents of the segments they embed.
 pub fn attach_vectors(docs: &mut [IndexDoc], sidecar: &Sidecar) {
-    let Some(emb) = &sidecar.embeddings else { return };
+    let Some(emb) = &sidecar.embeddings else {
+        return;
+    };
     for v in &emb.data.vectors {
         let Some(seg) = &v.segment else { continue };
         if let Some(doc) = docs.iter_mut().find(|d| &d.segment == seg) {

@@ -307,3 +307,147 @@ async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes
         "no stale documents"
     );
 }
+
+/// A stage that records calls, optionally fails its first call, and depends on others.
+#[derive(Debug)]
+struct Recording {
+    name: String,
+    version: String,
+    after: Vec<String>,
+    calls: AtomicU32,
+    fail_first: u32,
+}
+
+impl Recording {
+    fn new(name: &str, version: &str, after: &[&str], fail_first: u32) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            version: version.into(),
+            after: after.iter().map(|s| (*s).to_owned()).collect(),
+            calls: AtomicU32::new(0),
+            fail_first,
+        })
+    }
+    fn calls(&self) -> u32 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Extractor for Recording {
+    fn info(&self) -> ExtractorInfo {
+        ExtractorInfo {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            model: None,
+            params: None,
+        }
+    }
+    fn needs(&self) -> Needs {
+        let mut n = Needs::keyframes();
+        n.after = self.after.clone();
+        n
+    }
+    fn extract(&self, ctx: &ExtractContext<'_>) -> Result<StageData, ExtractError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= self.fail_first {
+            return Err(ExtractError::Failed(format!(
+                "{} failed on call {n}",
+                self.name
+            )));
+        }
+        // Record what the stages it waits for produced, proving ordering.
+        let seen: Vec<String> = self
+            .after
+            .iter()
+            .filter_map(|a| {
+                ctx.sidecar
+                    .extensions
+                    .get(a)
+                    .map(|b| format!("{a}@{}", b.extractor.version))
+            })
+            .collect();
+        Ok(StageData::Custom(CustomBlock {
+            data: serde_json::json!({ "seen": seen }),
+            spans: vec![TextSpan {
+                start_s: 0.0,
+                end_s: 1.0,
+                text: format!("{} {}", self.name, self.version),
+                tags: vec![],
+            }],
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_resume_from_completed_stages_and_dependents_rerun_when_inputs_change() {
+    let Some(samples) = samples() else { return };
+    let tmp = tempfile::tempdir().expect("tmp");
+    copy_samples(&samples, tmp.path(), &["carphone_pristine.mp4"]);
+    let file = tmp.path().join("carphone_pristine.mp4");
+    let home = tmp.path().join("home");
+
+    // a: independent; b: fails once; c waits for a; d independent.
+    let a = Recording::new("stage.a", "1", &[], 0);
+    let b = Recording::new("stage.b", "1", &[], 1);
+    let c = Recording::new("stage.c", "1", &["stage.a"], 0);
+    let d = Recording::new("stage.d", "1", &[], 0);
+    let engine = Engine::open_embedded(&home, cfg())
+        .await
+        .expect("open")
+        .with_extractor(c.clone())
+        .with_extractor(a.clone())
+        .with_extractor(b.clone())
+        .with_extractor(d.clone());
+    let src = engine.add_local_path(&file).await.expect("source");
+    engine.scan(&src.id).await.expect("scan");
+    let report = engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
+    assert_eq!((report.retried, report.indexed), (1, 1), "{report:?}");
+    // b failed on attempt 1 while a and d (same level) completed; the retry resumed from them.
+    assert_eq!(
+        (a.calls(), b.calls(), d.calls()),
+        (1, 2, 1),
+        "completed stages are not re-run"
+    );
+    // c ran after a (level 2), and only once.
+    assert_eq!(c.calls(), 1);
+    let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
+    assert_eq!(
+        sidecar.extensions["stage.c"].data.data["seen"],
+        serde_json::json!(["stage.a@1"])
+    );
+    let asset = engine.asset_for_path(&file).await.expect("asset");
+    drop(engine);
+
+    // Change a's version: a and its dependent c re-run; b and d are reused.
+    let a2 = Recording::new("stage.a", "2", &[], 0);
+    let (b2, c2, d2) = (
+        Recording::new("stage.b", "1", &[], 0),
+        Recording::new("stage.c", "1", &["stage.a"], 0),
+        Recording::new("stage.d", "1", &[], 0),
+    );
+    let engine = Engine::open_embedded(&home, cfg())
+        .await
+        .expect("open")
+        .with_extractor(a2.clone())
+        .with_extractor(b2.clone())
+        .with_extractor(c2.clone())
+        .with_extractor(d2.clone());
+    engine.attach_stored_sources().await.expect("attach");
+    engine.reindex_asset(&asset.id).await.expect("requeue");
+    engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
+    assert_eq!(
+        (a2.calls(), b2.calls(), c2.calls(), d2.calls()),
+        (1, 0, 1, 0)
+    );
+    let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
+    assert_eq!(
+        sidecar.extensions["stage.c"].data.data["seen"],
+        serde_json::json!(["stage.a@2"])
+    );
+}

@@ -29,7 +29,7 @@ use heimdex_core::moments::{Moment, merge_hits};
 use heimdex_core::queue::{QueueMessage, RetryPolicy};
 use heimdex_core::sidecar::Sidecar;
 use heimdex_core::store::{AssetQuery, JobQuery};
-use heimdex_core::{Connector, Extractor, Index, IndexError, Queue, QueryEncoder, Store};
+use heimdex_core::{Connector, Extractor, Index, IndexError, QueryEncoder, Queue, Store};
 use heimdex_pipeline::AnalyzeOptions;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
@@ -428,7 +428,11 @@ impl Engine {
         let min = self.cfg.min_vector_similarity;
         let hits: Vec<SearchHit> = hits
             .into_iter()
-            .filter(|h| h.signals.iter().any(|s| s.signal == "keyword" || s.score >= min))
+            .filter(|h| {
+                h.signals
+                    .iter()
+                    .any(|s| s.signal == "keyword" || s.score >= min)
+            })
             .collect();
         let moments = merge_hits(&hits, 0.0);
         Ok(moments

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use heimdex_connectors::RangeReader;
-use heimdex_core::extractor::{ExtractContext, Extractor, FrameRef, StageData, apply_stage, provided_names, stage_levels};
+use heimdex_core::extractor::{
+    ExtractContext, Extractor, FrameRef, StageData, apply_stage, provided_names, stage_levels,
+};
 use heimdex_core::model::{Asset, AssetId, AssetState, Job, JobState, SidecarRef};
 use heimdex_core::queue::{Delivery, NackOutcome};
 use heimdex_core::segments;
@@ -532,7 +534,14 @@ impl Engine {
                     rgb: &k.rgb,
                 })
                 .collect();
-            let failure = run_stages(&extractors, previous.as_ref(), &mut sidecar, &frames, analysis.audio.as_ref().map(|a| a.samples.as_slice()), &tx);
+            let failure = run_stages(
+                &extractors,
+                previous.as_ref(),
+                &mut sidecar,
+                &frames,
+                analysis.audio.as_ref().map(|a| a.samples.as_slice()),
+                &tx,
+            );
             Ok(Computed {
                 sidecar,
                 thumbnails,
@@ -625,41 +634,47 @@ fn run_stages(
             }
         }
         let current: &Sidecar = sidecar;
-        let results: Vec<(ExtractorInfo, Result<StageData, EngineError>, u64)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = to_run
-                .iter()
-                .map(|&i| {
-                    let ex = &extractors[i];
-                    let report = &report;
-                    scope.spawn(move || {
-                        let info = ex.info();
-                        let needs = ex.needs();
-                        let name = info.name.clone();
-                        let progress = move |p: f32| report(i, &name, p);
-                        let kfs: &[FrameRef<'_>] = if needs.keyframes { frames } else { &[] };
-                        let ctx = ExtractContext::new(current, kfs, audio.filter(|_| needs.audio_16k), &progress);
-                        let t = Instant::now();
-                        let out = ex.extract(&ctx).map_err(|source| EngineError::Extractor {
-                            name: info.name.clone(),
-                            source,
-                        });
-                        report(i, &info.name, 100.0);
-                        (info, out, t.elapsed().as_millis() as u64)
+        let results: Vec<(ExtractorInfo, Result<StageData, EngineError>, u64)> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = to_run
+                    .iter()
+                    .map(|&i| {
+                        let ex = &extractors[i];
+                        let report = &report;
+                        scope.spawn(move || {
+                            let info = ex.info();
+                            let needs = ex.needs();
+                            let name = info.name.clone();
+                            let progress = move |p: f32| report(i, &name, p);
+                            let kfs: &[FrameRef<'_>] = if needs.keyframes { frames } else { &[] };
+                            let ctx = ExtractContext::new(
+                                current,
+                                kfs,
+                                audio.filter(|_| needs.audio_16k),
+                                &progress,
+                            );
+                            let t = Instant::now();
+                            let out = ex.extract(&ctx).map_err(|source| EngineError::Extractor {
+                                name: info.name.clone(),
+                                source,
+                            });
+                            report(i, &info.name, 100.0);
+                            (info, out, t.elapsed().as_millis() as u64)
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .zip(&to_run)
-                .map(|(h, &i)| {
-                    h.join().unwrap_or_else(|_| {
-                        let info = extractors[i].info();
-                        let err = EngineError::Task(format!("stage {} panicked", info.name));
-                        (info, Err(err), 0)
+                    .collect();
+                handles
+                    .into_iter()
+                    .zip(&to_run)
+                    .map(|(h, &i)| {
+                        h.join().unwrap_or_else(|_| {
+                            let info = extractors[i].info();
+                            let err = EngineError::Task(format!("stage {} panicked", info.name));
+                            (info, Err(err), 0)
+                        })
                     })
-                })
-                .collect()
-        });
+                    .collect()
+            });
         for &i in &to_run {
             ran.extend(provided_names(extractors[i].as_ref()));
         }
