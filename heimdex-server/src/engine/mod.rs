@@ -399,19 +399,18 @@ impl Engine {
             .with_offset(0);
         fetch.tenant = self.cfg.tenant.clone();
         let keyword_only = fetch.clone();
-        if let (Some(text), None) = (&fetch.text, &fetch.vector) {
-            if let Some(enc) = self.query_encoders.iter().find(|e| e.space() == "text") {
-                let enc = Arc::clone(enc);
-                let text = text.clone();
-                let vector = tokio::task::spawn_blocking(move || enc.encode(&text))
-                    .await
-                    .map_err(|e| EngineError::Task(e.to_string()))?
-                    .map_err(|source| EngineError::Extractor {
-                        name: "query encoder".into(),
-                        source,
-                    })?;
-                fetch = fetch.with_vector("text", vector);
-            }
+        let encoder = self.query_encoders.iter().find(|e| e.space() == "text");
+        if let (Some(text), None, Some(enc)) = (&fetch.text, &fetch.vector, encoder) {
+            let enc = Arc::clone(enc);
+            let text = text.clone();
+            let vector = tokio::task::spawn_blocking(move || enc.encode(&text))
+                .await
+                .map_err(|e| EngineError::Task(e.to_string()))?
+                .map_err(|source| EngineError::Extractor {
+                    name: "query encoder".into(),
+                    source,
+                })?;
+            fetch = fetch.with_vector("text", vector);
         }
         let hits: Vec<SearchHit> = match self.index.search(&fetch).await {
             Err(IndexError::InvalidRequest(msg))
