@@ -127,6 +127,44 @@ fn index_search_show_status_reindex_and_delete() {
     );
     assert_eq!(bikes_shot2["end_s"].as_f64(), shots[1]["end_s"].as_f64());
 
+    // Filters: kind and time range apply to every hit.
+    let filtered = json(&heimdex(
+        &home,
+        &[
+            "search", "shot", "--kind", "shot", "--time", "3-4", "--json", "--limit", "20",
+        ],
+    ));
+    let filtered = filtered.as_array().expect("array");
+    assert!(!filtered.is_empty());
+    for m in filtered {
+        assert!(
+            m["start_s"].as_f64().expect("start") <= 4.0
+                && m["end_s"].as_f64().expect("end") >= 3.0,
+            "{m}"
+        );
+        assert!(
+            m["segments"]
+                .as_array()
+                .expect("segments")
+                .iter()
+                .all(|s| s.as_str().is_some_and(|s| s.starts_with("shot-")))
+        );
+    }
+    let campaign = lib.join("q2 campaign");
+    let only = json(&heimdex(
+        &home,
+        &[
+            "search",
+            "mp4",
+            "--json",
+            "--path-prefix",
+            campaign.to_str().expect("utf8"),
+        ],
+    ));
+    assert_eq!(only.as_array().map(Vec::len), Some(1), "{only}");
+    let bad = heimdex(&home, &["search", "x", "--time", "later"]);
+    assert!(!bad.status.success());
+
     // Re-running on unchanged files does no work.
     let out = heimdex(&home, &["index", lib_s]);
     assert!(out.status.success());

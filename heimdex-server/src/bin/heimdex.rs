@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use heimdex_core::index::SearchRequest;
+use heimdex_core::SegmentKind;
+use heimdex_core::index::{SearchFilter, SearchRequest};
 use heimdex_core::time_util::timecode;
 use heimdex_server::engine::{Engine, EngineConfig, JobOutcome, ProgressEvent, ProgressSink};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -61,6 +62,8 @@ enum Command {
         /// Print a JSON array.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Print the sidecar JSON of an indexed file.
     Show {
@@ -73,6 +76,67 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Filters applied to every signal of a search.
+#[derive(Debug, clap::Args)]
+struct FilterArgs {
+    /// Only files whose path starts with this prefix (a folder, for example).
+    #[arg(long)]
+    path_prefix: Option<String>,
+    /// Only moments overlapping this time range, e.g. `10-30` or `1:00-2:30` (seconds or m:ss).
+    #[arg(long)]
+    time: Option<String>,
+    /// Only these kinds of moment: asset, shot, transcript, ocr, custom (repeatable).
+    #[arg(long = "kind")]
+    kinds: Vec<String>,
+    /// Only moments carrying this tag (repeatable; all must match).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+}
+
+impl FilterArgs {
+    fn to_filter(&self) -> Result<SearchFilter> {
+        let mut f = SearchFilter::default();
+        f.path_prefix = self.path_prefix.as_deref().map(|p| {
+            // A relative or non-canonical folder still matches the absolute paths we store.
+            std::fs::canonicalize(p)
+                .map(|c| c.display().to_string())
+                .unwrap_or_else(|_| p.to_owned())
+        });
+        if let Some(t) = &self.time {
+            let (a, b) = t
+                .split_once('-')
+                .with_context(|| format!("--time {t}: expected FROM-TO"))?;
+            f.time_range = Some((parse_time(a)?, parse_time(b)?));
+        }
+        for k in &self.kinds {
+            f.kinds.push(match k.as_str() {
+                "asset" => SegmentKind::Asset,
+                "shot" => SegmentKind::Shot,
+                "transcript" => SegmentKind::Transcript,
+                "ocr" => SegmentKind::Ocr,
+                "custom" => SegmentKind::Custom,
+                other => {
+                    anyhow::bail!("--kind {other}: expected asset, shot, transcript, ocr or custom")
+                }
+            });
+        }
+        f.tags = self.tags.clone();
+        Ok(f)
+    }
+}
+
+/// Seconds from `SS(.s)`, `M:SS(.s)` or `H:MM:SS(.s)`.
+fn parse_time(s: &str) -> Result<f64> {
+    let mut total = 0.0;
+    for part in s.trim().split(':') {
+        let v: f64 = part
+            .parse()
+            .with_context(|| format!("bad time {s:?}: expected seconds, m:ss or h:mm:ss"))?;
+        total = total * 60.0 + v;
+    }
+    Ok(total)
 }
 
 #[tokio::main]
@@ -114,9 +178,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             offset,
             json,
+            filter,
         } => {
+            let filter = filter.to_filter()?;
             let engine = open(&cli.home, 1).await?;
             let req = SearchRequest::new(engine.tenant().clone())
+                .with_filter(filter)
                 .with_text(query)
                 .with_limit(limit)
                 .with_offset(offset);
