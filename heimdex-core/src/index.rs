@@ -64,6 +64,24 @@ pub struct IndexDoc {
     pub tags: Vec<String>,
     /// Named dense vectors, e.g. `text` → 384 floats.
     pub vectors: BTreeMap<String, Vec<f32>>,
+    /// Asset-level facts every moment carries, for filtering.
+    #[serde(default)]
+    pub meta: DocMeta,
+}
+
+/// Facts of the asset (and moment) a document belongs to, used by filters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DocMeta {
+    /// Duration of the whole asset, seconds.
+    pub asset_duration_s: Option<f64>,
+    /// Capture date (RFC 3339 or `YYYY-MM-DD`), from container metadata.
+    pub capture_date: Option<String>,
+    /// Spoken language (ISO 639-1), from speech recognition.
+    pub language: Option<String>,
+    /// Whether the asset has recognised speech.
+    pub has_speech: bool,
+    /// Person (face cluster) ids seen during the moment.
+    pub faces: Vec<String>,
 }
 
 impl IndexDoc {
@@ -89,6 +107,17 @@ pub struct SearchFilter {
     pub kinds: Vec<SegmentKind>,
     /// Only documents carrying all of these tags.
     pub tags: Vec<String>,
+    /// Only assets whose duration lies in `[min, max]` seconds.
+    pub duration_range: Option<(f64, f64)>,
+    /// Only assets captured on dates in `[from, to]` (`YYYY-MM-DD`, inclusive; compared on the
+    /// first 10 characters of the capture date).
+    pub date_range: Option<(String, String)>,
+    /// Only these spoken languages.
+    pub languages: Vec<String>,
+    /// Only assets with (`true`) or without (`false`) speech.
+    pub has_speech: Option<bool>,
+    /// Only moments where one of these persons (face clusters) appears.
+    pub faces: Vec<String>,
 }
 
 impl SearchFilter {
@@ -105,6 +134,25 @@ impl SearchFilter {
                 .is_none_or(|(from, to)| doc.end_s >= from && doc.start_s <= to)
             && (self.kinds.is_empty() || self.kinds.contains(&doc.kind))
             && self.tags.iter().all(|t| doc.tags.contains(t))
+            && self.duration_range.is_none_or(|(lo, hi)| {
+                doc.meta
+                    .asset_duration_s
+                    .is_some_and(|d| d >= lo && d <= hi)
+            })
+            && self.date_range.as_ref().is_none_or(|(from, to)| {
+                doc.meta.capture_date.as_deref().is_some_and(|d| {
+                    let day = d.get(..10).unwrap_or(d);
+                    day >= from.as_str() && day <= to.as_str()
+                })
+            })
+            && (self.languages.is_empty()
+                || doc
+                    .meta
+                    .language
+                    .as_ref()
+                    .is_some_and(|l| self.languages.contains(l)))
+            && self.has_speech.is_none_or(|h| doc.meta.has_speech == h)
+            && (self.faces.is_empty() || self.faces.iter().any(|f| doc.meta.faces.contains(f)))
     }
 }
 

@@ -127,6 +127,7 @@ mod tests {
                 thumbnail: None,
                 tags: vec![],
                 vectors: BTreeMap::new(),
+                meta: Default::default(),
             },
             score,
             signals: vec![SignalMatch {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::index::IndexDoc;
+use crate::index::{DocMeta, IndexDoc};
 use crate::model::{AssetId, Segment, SegmentKind, SourceId, TenantId};
 use crate::sidecar::{Sidecar, StreamKind, Technical};
 
@@ -134,8 +134,44 @@ pub fn index_docs(
             thumbnail: s.thumbnail.clone(),
             tags: s.tags.clone(),
             vectors: BTreeMap::new(),
+            meta: Default::default(),
         })
         .collect()
+}
+
+/// Fill each document's [`DocMeta`] from the sidecar: asset duration, capture date, spoken
+/// language, whether there is speech, and the person clusters seen during the moment.
+pub fn apply_meta(docs: &mut [IndexDoc], sidecar: &Sidecar) {
+    let duration = sidecar.duration_s();
+    let capture_date = sidecar
+        .technical
+        .as_ref()
+        .and_then(|t| t.data.creation_time.clone());
+    let transcript = sidecar.transcript.as_ref().map(|t| &t.data);
+    let language = transcript.and_then(|t| t.language.clone());
+    let has_speech =
+        transcript.is_some_and(|t| t.segments.iter().any(|s| !s.text.trim().is_empty()));
+    let detections = sidecar
+        .faces
+        .as_ref()
+        .map(|f| f.data.detections.as_slice())
+        .unwrap_or(&[]);
+    for doc in docs.iter_mut() {
+        let mut faces: Vec<String> = detections
+            .iter()
+            .filter(|d| d.time_s >= doc.start_s && d.time_s <= doc.end_s)
+            .filter_map(|d| d.cluster.clone())
+            .collect();
+        faces.sort();
+        faces.dedup();
+        doc.meta = DocMeta {
+            asset_duration_s: duration,
+            capture_date: capture_date.clone(),
+            language: language.clone(),
+            has_speech,
+            faces,
+        };
+    }
 }
 
 /// Attach the sidecar's embedding vectors to the documents of the segments they embed.

@@ -141,6 +141,7 @@ fn main() {
                     Vec::new()
                 },
                 vectors: BTreeMap::from([("text".to_string(), rng.vector())]),
+                meta: Default::default(),
             }
         })
         .collect();

@@ -321,6 +321,7 @@ impl State {
                 thumbnail: doc.thumbnail.clone(),
                 tags: doc.tags.clone(),
                 vectors: BTreeMap::new(),
+                meta: doc.meta.clone(),
             };
             out.push(Prepared {
                 doc: stored,

@@ -33,6 +33,7 @@ fn doc(asset: &str, segment: &str, text: &str, v: Vec<f32>) -> IndexDoc {
         thumbnail: Some(format!("thumbs/{asset}/{segment}.jpg")),
         tags: vec!["tag".into()],
         vectors: BTreeMap::from([("text".to_string(), v)]),
+        meta: Default::default(),
     }
 }
 

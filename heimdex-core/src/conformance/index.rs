@@ -78,6 +78,7 @@ fn doc(tenant: &TenantId, asset: &str, segment: &str, text: &str) -> IndexDoc {
         thumbnail: None,
         tags: Vec::new(),
         vectors: BTreeMap::new(),
+        meta: Default::default(),
     }
 }
 
@@ -508,6 +509,7 @@ pub async fn filter_congruence(index: &dyn Index) {
     let folders = ["news", "sport", "archive/2024", "archive/2023"];
     let tags = ["red", "blue", "green"];
     let words = ["harbor", "forest", "desert", "studio"];
+    let people = ["p1", "p2", "p3"];
     let mut docs = Vec::new();
     for i in 0..60 {
         let asset = format!("a{}", i % 7);
@@ -524,6 +526,21 @@ pub async fn filter_congruence(index: &dyn Index) {
             .collect();
         d.text = format!("clip {}", words[rng.below(words.len())]);
         d.vectors.insert(SPACE.into(), rng.unit_vector(DIM));
+        d.meta.asset_duration_s = [None, Some(5.0), Some(60.0), Some(600.0)][i % 4];
+        d.meta.capture_date = [
+            None,
+            Some("2024-06-01T10:00:00Z".to_owned()),
+            Some("2023-12-31".to_owned()),
+        ][i % 3]
+            .clone();
+        d.meta.language =
+            [None, Some("en".to_owned()), Some("de".to_owned())][rng.below(3)].clone();
+        d.meta.has_speech = d.meta.language.is_some();
+        d.meta.faces = people
+            .iter()
+            .filter(|_| rng.below(3) == 0)
+            .map(|x| x.to_string())
+            .collect();
         docs.push(d);
     }
     upsert(s, index, &docs).await;
@@ -558,6 +575,25 @@ pub async fn filter_congruence(index: &dyn Index) {
     filters.push(mk(&|f| f.tags = vec!["red".into()]));
     filters.push(mk(&|f| f.tags = vec!["red".into(), "blue".into()]));
     filters.push(mk(&|f| f.tags = vec!["purple".into()]));
+    filters.push(mk(&|f| f.duration_range = Some((10.0, 100.0))));
+    filters.push(mk(&|f| f.duration_range = Some((5.0, 5.0))));
+    filters.push(mk(&|f| {
+        f.date_range = Some(("2024-01-01".into(), "2024-12-31".into()))
+    }));
+    filters.push(mk(&|f| {
+        f.date_range = Some(("2023-12-31".into(), "2023-12-31".into()))
+    }));
+    filters.push(mk(&|f| f.languages = vec!["de".into()]));
+    filters.push(mk(&|f| f.languages = vec!["en".into(), "de".into()]));
+    filters.push(mk(&|f| f.has_speech = Some(true)));
+    filters.push(mk(&|f| f.has_speech = Some(false)));
+    filters.push(mk(&|f| f.faces = vec!["p2".into()]));
+    filters.push(mk(&|f| f.faces = vec!["p1".into(), "p3".into()]));
+    filters.push(mk(&|f| {
+        f.faces = vec!["p1".into()];
+        f.languages = vec!["en".into()];
+        f.duration_range = Some((0.0, 100.0));
+    }));
     // Boundaries: a segment touching the range at either end overlaps it.
     let d0 = &docs[0];
     let (d0s, d0e) = (d0.start_s, d0.end_s);

@@ -93,6 +93,21 @@ struct FilterArgs {
     /// Only moments carrying this tag (repeatable; all must match).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Only assets whose duration (seconds) is in MIN-MAX, e.g. `0-60`.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Only assets captured in FROM..TO (dates `YYYY-MM-DD`, inclusive).
+    #[arg(long)]
+    date: Option<String>,
+    /// Only this spoken language (ISO 639-1; repeatable).
+    #[arg(long = "language")]
+    languages: Vec<String>,
+    /// Only assets with speech (`true`) or without (`false`).
+    #[arg(long)]
+    has_speech: Option<bool>,
+    /// Only moments where this person (face cluster id or name) appears (repeatable).
+    #[arg(long = "person")]
+    persons: Vec<String>,
 }
 
 impl FilterArgs {
@@ -123,6 +138,21 @@ impl FilterArgs {
             });
         }
         f.tags = self.tags.clone();
+        if let Some(d) = &self.duration {
+            let (a, b) = d
+                .split_once('-')
+                .with_context(|| format!("--duration {d}: expected MIN-MAX"))?;
+            f.duration_range = Some((parse_time(a)?, parse_time(b)?));
+        }
+        if let Some(d) = &self.date {
+            let (a, b) = d
+                .split_once("..")
+                .with_context(|| format!("--date {d}: expected FROM..TO"))?;
+            f.date_range = Some((a.trim().to_owned(), b.trim().to_owned()));
+        }
+        f.languages = self.languages.clone();
+        f.has_speech = self.has_speech;
+        f.faces = self.persons.clone();
         Ok(f)
     }
 }

@@ -421,6 +421,7 @@ impl Engine {
         let path = self.display_path(&asset.source, &asset.key).await?;
         let mut docs = segments::index_docs(&asset.tenant, &asset.source, &asset.id, &path, &segs);
         segments::attach_vectors(&mut docs, &sidecar);
+        segments::apply_meta(&mut docs, &sidecar);
         self.index.delete_asset(&asset.tenant, &asset.id).await?;
         self.index.upsert(&docs).await?;
 
