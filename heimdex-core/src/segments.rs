@@ -176,10 +176,7 @@ pub fn apply_meta(docs: &mut [IndexDoc], sidecar: &Sidecar) {
 
 /// Attach the sidecar's embedding vectors to the documents of the segments they embed.
 pub fn attach_vectors(docs: &mut [IndexDoc], sidecar: &Sidecar) {
-    let Some(emb) = &sidecar.embeddings else {
-        return;
-    };
-    for v in &emb.data.vectors {
+    for v in sidecar.embeddings.values().flat_map(|b| &b.data.vectors) {
         let Some(seg) = &v.segment else { continue };
         if let Some(doc) = docs.iter_mut().find(|d| &d.segment == seg) {
             doc.vectors.insert(v.space.clone(), v.vector.clone());

@@ -47,9 +47,10 @@ pub struct Sidecar {
     /// Faces found on keyframes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faces: Option<StageBlock<Faces>>,
-    /// Embedding vectors computed for moments of this asset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub embeddings: Option<StageBlock<Embeddings>>,
+    /// Embedding vectors of this asset's moments, one block per embedding stage (keyed by the
+    /// stage name, e.g. `embed.text`, `embed.image`), so each stage can be re-run alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub embeddings: BTreeMap<String, StageBlock<Embeddings>>,
     /// Blocks written by integrators' own extractors, keyed by extractor name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extensions: BTreeMap<String, StageBlock<CustomBlock>>,
@@ -68,7 +69,7 @@ impl Sidecar {
             transcript: None,
             ocr: None,
             faces: None,
-            embeddings: None,
+            embeddings: BTreeMap::new(),
             extensions: BTreeMap::new(),
         }
     }
@@ -87,27 +88,33 @@ impl Sidecar {
             "transcript" => self.transcript.as_ref().map(|b| &b.extractor),
             "ocr" => self.ocr.as_ref().map(|b| &b.extractor),
             "faces" => self.faces.as_ref().map(|b| &b.extractor),
-            "embeddings" => self.embeddings.as_ref().map(|b| &b.extractor),
-            other => self.extensions.get(other).map(|b| &b.extractor),
+            other => self
+                .embeddings
+                .get(other)
+                .or_else(|| self.embeddings.values().next().filter(|_| other == "embeddings"))
+                .map(|b| &b.extractor)
+                .or_else(|| self.extensions.get(other).map(|b| &b.extractor)),
         }
     }
 
     /// Every stage block's extractor identity, with the block name.
     pub fn stages(&self) -> Vec<(String, &ExtractorInfo)> {
         let mut out = Vec::new();
-        let typed: [(&str, Option<&ExtractorInfo>); 7] = [
+        let typed: [(&str, Option<&ExtractorInfo>); 6] = [
             ("technical", self.technical.as_ref().map(|b| &b.extractor)),
             ("shots", self.shots.as_ref().map(|b| &b.extractor)),
             ("audio", self.audio.as_ref().map(|b| &b.extractor)),
             ("transcript", self.transcript.as_ref().map(|b| &b.extractor)),
             ("ocr", self.ocr.as_ref().map(|b| &b.extractor)),
             ("faces", self.faces.as_ref().map(|b| &b.extractor)),
-            ("embeddings", self.embeddings.as_ref().map(|b| &b.extractor)),
         ];
         for (name, info) in typed {
             if let Some(info) = info {
                 out.push((name.to_owned(), info));
             }
+        }
+        for (name, block) in &self.embeddings {
+            out.push((name.clone(), &block.extractor));
         }
         for (name, block) in &self.extensions {
             out.push((name.clone(), &block.extractor));
@@ -459,9 +466,12 @@ pub struct FaceDetection {
     pub bbox: BoundingBox,
     /// Detector score in [0, 1].
     pub score: f32,
-    /// Person cluster id, once clustered.
+    /// Person cluster id: archive-wide (`person-N`) once the engine has clustered it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// Face descriptor (128-d dlib ResNet: Euclidean distance < 0.6 means the same person).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// Embedding vectors of an asset's moments.

@@ -6,4 +6,5 @@
 
 pub mod engine;
 pub mod queue;
+pub mod stages;
 pub mod store;

@@ -706,8 +706,10 @@ fn copy_stage(from: &Sidecar, to: &mut Sidecar, info: &ExtractorInfo) {
     if from.faces.as_ref().is_some_and(|b| same(&b.extractor)) {
         to.faces = from.faces.clone();
     }
-    if from.embeddings.as_ref().is_some_and(|b| same(&b.extractor)) {
-        to.embeddings = from.embeddings.clone();
+    for (name, block) in &from.embeddings {
+        if same(&block.extractor) {
+            to.embeddings.insert(name.clone(), block.clone());
+        }
     }
     for (name, block) in &from.extensions {
         if same(&block.extractor) {
