@@ -322,3 +322,21 @@ pub struct Segment {
     /// Free-form tags.
     pub tags: Vec<String>,
 }
+
+/// A person: a cluster of similar faces across the whole archive, with a stable id
+/// (`person-N`, never renumbered) and an optional name given by a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    /// Owner.
+    pub tenant: TenantId,
+    /// Stable id, e.g. `person-3`.
+    pub id: String,
+    /// Name given by a user.
+    pub name: Option<String>,
+    /// Mean face descriptor of the faces assigned so far.
+    pub centroid: Vec<f32>,
+    /// Faces assigned so far.
+    pub faces: u64,
+    /// Last update, ms since the epoch.
+    pub updated_ms: i64,
+}

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::index::{SearchHit, SignalMatch};
-use crate::model::{AssetId, SourceId};
+use crate::model::{AssetId, SegmentKind, SourceId};
 
 /// A time-coded search result: asset, start, end, thumbnail, and why it matched.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,7 +33,37 @@ pub struct Moment {
 /// Merge hits (best first) into moments: hits of the same asset whose time ranges touch or
 /// overlap (within `gap_s`) become one moment spanning them all. Moments keep the order of
 /// their best hit, so the ranking is preserved.
+///
+/// A hit on the whole asset (kind `asset`: file name, path, technical metadata) does not
+/// widen a more precise moment of the same asset: it adds its signals and snippet to that
+/// asset's best moment instead. Only an asset with no precise hit becomes a whole-asset
+/// moment.
 pub fn merge_hits(hits: &[SearchHit], gap_s: f64) -> Vec<Moment> {
+    let (whole, precise): (Vec<&SearchHit>, Vec<&SearchHit>) =
+        hits.iter().partition(|h| h.doc.kind == SegmentKind::Asset);
+    let mut moments = merge_ranges(&precise, gap_s);
+    for hit in whole {
+        match moments.iter_mut().find(|m| m.asset == hit.doc.asset) {
+            Some(m) => {
+                m.score = m.score.max(hit.score);
+                for s in &hit.signals {
+                    if !m.signals.iter().any(|x| x.signal == s.signal) {
+                        m.signals.push(s.clone());
+                    }
+                }
+                if m.snippet.is_none() {
+                    m.snippet = hit.snippet.clone();
+                }
+                m.segments.push(hit.doc.segment.clone());
+            }
+            None => moments.extend(merge_ranges(&[hit], gap_s)),
+        }
+    }
+    moments.sort_by(|a, b| b.score.total_cmp(&a.score));
+    moments
+}
+
+fn merge_ranges(hits: &[&SearchHit], gap_s: f64) -> Vec<Moment> {
     let mut moments: Vec<Moment> = Vec::new();
     for hit in hits {
         let d = &hit.doc;
@@ -110,7 +140,7 @@ mod tests {
 
     use super::*;
     use crate::index::IndexDoc;
-    use crate::model::{SegmentKind, TenantId};
+    use crate::model::TenantId;
 
     fn hit(asset: &str, seg: &str, start: f64, end: f64, score: f32) -> SearchHit {
         SearchHit {
@@ -157,6 +187,28 @@ mod tests {
         assert_eq!(m[0].score, 3.0);
         assert_eq!(m[1].asset.as_str(), "b");
         assert_eq!((m[2].start_s, m[2].end_s), (10.0, 12.0));
+    }
+
+    #[test]
+    fn whole_asset_hits_do_not_swallow_precise_moments() {
+        let mut whole = hit("a", "asset", 0.0, 60.0, 5.0);
+        whole.doc.kind = SegmentKind::Asset;
+        whole.signals[0].signal = "vector:text".into();
+        let mut other_whole = hit("b", "asset", 0.0, 30.0, 1.0);
+        other_whole.doc.kind = SegmentKind::Asset;
+        let hits = vec![whole, hit("a", "s3", 10.0, 12.0, 2.0), other_whole];
+        let m = merge_hits(&hits, 0.0);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].asset.as_str(), m[0].start_s, m[0].end_s),
+            ("a", 10.0, 12.0)
+        );
+        assert_eq!(m[0].score, 5.0, "the asset hit lends its score");
+        assert_eq!(m[0].signals.len(), 2, "and its signal");
+        assert_eq!(
+            (m[1].asset.as_str(), m[1].start_s, m[1].end_s),
+            ("b", 0.0, 30.0)
+        );
     }
 
     #[test]

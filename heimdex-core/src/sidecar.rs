@@ -91,7 +91,12 @@ impl Sidecar {
             other => self
                 .embeddings
                 .get(other)
-                .or_else(|| self.embeddings.values().next().filter(|_| other == "embeddings"))
+                .or_else(|| {
+                    self.embeddings
+                        .values()
+                        .next()
+                        .filter(|_| other == "embeddings")
+                })
                 .map(|b| &b.extractor)
                 .or_else(|| self.extensions.get(other).map(|b| &b.extractor)),
         }

@@ -5,7 +5,9 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-use crate::model::{Asset, AssetId, AssetState, Job, JobId, Segment, Source, SourceId, TenantId};
+use crate::model::{
+    Asset, AssetId, AssetState, Job, JobId, Person, Segment, Source, SourceId, TenantId,
+};
 
 /// Errors of any store.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +156,11 @@ pub trait Store: Send + Sync + Debug {
         tenant: &TenantId,
         asset: &AssetId,
     ) -> Result<Vec<Segment>, StoreError>;
+
+    /// Insert or replace a person (face cluster).
+    async fn upsert_person(&self, person: &Person) -> Result<(), StoreError>;
+    /// All persons of a tenant, by id.
+    async fn list_persons(&self, tenant: &TenantId) -> Result<Vec<Person>, StoreError>;
 
     /// Asset counts by state name.
     async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<String, u64>, StoreError>;

@@ -147,13 +147,23 @@ fn image_and_text_vectors_live_in_separate_blocks() {
     let StageData::Embeddings(ref image) = out else {
         panic!("expected embeddings");
     };
-    assert_eq!(image.vectors.len(), 4, "one image vector per shot, nothing else");
-    assert!(image
-        .vectors
-        .iter()
-        .all(|v| v.space == IMAGE_SPACE && v.vector.len() == DIM));
+    assert_eq!(
+        image.vectors.len(),
+        4,
+        "one image vector per shot, nothing else"
+    );
+    assert!(
+        image
+            .vectors
+            .iter()
+            .all(|v| v.space == IMAGE_SPACE && v.vector.len() == DIM)
+    );
     heimdex_core::extractor::apply_stage(&mut sidecar, stage.info(), 0, out);
-    assert_eq!(sidecar.embeddings.len(), 2, "text and image blocks side by side");
+    assert_eq!(
+        sidecar.embeddings.len(),
+        2,
+        "text and image blocks side by side"
+    );
     assert_eq!(sidecar.embeddings["embed.text"].data.vectors, vec![text]);
     assert_eq!(sidecar.embeddings["embed.image"].data.vectors.len(), 4);
 }

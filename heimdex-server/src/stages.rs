@@ -42,23 +42,100 @@ pub fn default_stages(settings: &StageSettings) -> Stages {
     stages
 }
 
+/// Only the query encoders (for searching; loads just the text embedding model).
+pub fn query_encoders(settings: &StageSettings) -> Stages {
+    let mut stages = Stages::default();
+    if settings.disable_ml {
+        return stages;
+    }
+    #[cfg(feature = "ml")]
+    ml::add_query_encoders(&mut stages);
+    stages
+}
+
 #[cfg(feature = "ml")]
 mod ml {
     use std::sync::Arc;
 
+    use heimdex_core::{ExtractError, QueryEncoder};
     use heimdex_pipeline::ml::MlError;
+    use heimdex_pipeline::ml::asr::{AsrConfig, WhisperAsr};
+    use heimdex_pipeline::ml::embed::{
+        ClipConfig, ClipImageStage, EmbedConfig, TextEmbedder, TextEmbeddingStage,
+    };
+    use heimdex_pipeline::ml::faces::FaceStage;
     use heimdex_pipeline::ml::ocr::{OcrConfig, PaddleOcr};
 
     use super::{StageSettings, Stages};
+
+    /// Query-time text encoder for the `text` space (the same model as the text stage).
+    #[derive(Debug)]
+    struct TextQuery(Arc<TextEmbedder>);
+
+    impl QueryEncoder for TextQuery {
+        fn space(&self) -> &str {
+            "text"
+        }
+        fn encode(&self, text: &str) -> Result<Vec<f32>, ExtractError> {
+            Ok(self.0.embed_one(text)?)
+        }
+    }
+
+    pub(super) fn add_query_encoders(stages: &mut Stages) {
+        match TextEmbedder::new(EmbedConfig::default()) {
+            Ok(embedder) => stages
+                .query_encoders
+                .push(Arc::new(TextQuery(Arc::new(embedder)))),
+            Err(e) => note(stages, "search by meaning", &e),
+        }
+    }
 
     fn note(stages: &mut Stages, stage: &str, e: &MlError) {
         stages.notes.push(format!("{stage} disabled: {e}"));
     }
 
-    pub(super) fn add_all(_settings: &StageSettings, stages: &mut Stages) {
-        match PaddleOcr::new(OcrConfig::default()) {
+    pub(super) fn add_all(settings: &StageSettings, stages: &mut Stages) {
+        // Thread budget: ASR, OCR, faces (and CLIP) form one level and run concurrently;
+        // the text embedding stage runs after them, alone.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut asr_cfg = match &settings.language {
+            // Forcing a language other than English needs the multilingual model.
+            Some(l) if l != "en" => AsrConfig::multilingual(),
+            _ => AsrConfig::default(),
+        };
+        asr_cfg.language = settings.language.clone();
+        asr_cfg.threads = cores.max(1);
+        match WhisperAsr::new(asr_cfg) {
+            Ok(asr) => stages.extractors.push(Arc::new(asr)),
+            Err(e) => note(stages, "speech-to-text", &e),
+        }
+        let mut ocr_cfg = OcrConfig::default();
+        ocr_cfg.threads = 1;
+        match PaddleOcr::new(ocr_cfg) {
             Ok(ocr) => stages.extractors.push(Arc::new(ocr)),
             Err(e) => note(stages, "OCR", &e),
+        }
+        match FaceStage::from_default_models() {
+            Ok(faces) => stages.extractors.push(Arc::new(faces)),
+            Err(e) => note(stages, "faces", &e),
+        }
+        let mut embed_cfg = EmbedConfig::default();
+        embed_cfg.threads = cores.max(1);
+        match TextEmbedder::new(embed_cfg) {
+            Ok(embedder) => {
+                let embedder = Arc::new(embedder);
+                stages
+                    .extractors
+                    .push(Arc::new(TextEmbeddingStage::new(Arc::clone(&embedder))));
+                stages.query_encoders.push(Arc::new(TextQuery(embedder)));
+            }
+            Err(e) => note(stages, "text embeddings", &e),
+        }
+        if let Some(clip) = ClipConfig::from_env() {
+            match ClipImageStage::new(clip) {
+                Ok(stage) => stages.extractors.push(Arc::new(stage)),
+                Err(e) => note(stages, "image embeddings (CLIP)", &e),
+            }
         }
     }
 }

@@ -16,6 +16,7 @@
 //! - [`segments_replace_list`]: replace, ordered by start, replace again, empty.
 //! - [`counts`]: asset and job counts by state name.
 //! - [`tenant_isolation`]: tenant B neither sees nor changes tenant A's rows.
+//! - [`persons`]: upsert (insert, rename, move centroid), list by id, per tenant.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -25,8 +26,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::model::{
-    Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Segment, SegmentKind, SidecarRef,
-    Source, SourceId, TenantId,
+    Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Person, Segment, SegmentKind,
+    SidecarRef, Source, SourceId, TenantId,
 };
 use crate::store::{AssetQuery, JobQuery, Store, StoreError};
 
@@ -47,6 +48,7 @@ pub async fn run_all(store: &dyn Store) {
     step("segments_replace_list", segments_replace_list(store)).await;
     step("counts", counts(store)).await;
     step("tenant_isolation", tenant_isolation(store)).await;
+    step("persons", persons(store)).await;
 }
 
 /// Runs one scenario of `suite`; a panic inside it is re-raised with the scenario's name.
@@ -910,5 +912,40 @@ pub async fn tenant_isolation(store: &dyn Store) {
     assert_eq!(
         ok("a segs kept", store.list_segments(&ta, &shared_id).await),
         segs_a
+    );
+}
+
+/// Persons: insert, update (name, centroid, count), list by id, isolated per tenant.
+pub async fn persons(store: &dyn Store) {
+    let t = tenant("persons");
+    let other = tenant("persons-other");
+    let person = |id: &str, name: Option<&str>, c: Vec<f32>, faces: u64| Person {
+        tenant: t.clone(),
+        id: id.into(),
+        name: name.map(str::to_owned),
+        centroid: c,
+        faces,
+        updated_ms: 1_700_000_000_000,
+    };
+    assert!(store.list_persons(&t).await.expect("list").is_empty());
+    store
+        .upsert_person(&person("person-2", None, vec![0.5, -0.25], 1))
+        .await
+        .expect("insert");
+    store
+        .upsert_person(&person("person-1", None, vec![0.1, 0.2], 3))
+        .await
+        .expect("insert");
+    let renamed = person("person-2", Some("Ada Lovelace"), vec![0.375, 0.125], 2);
+    store.upsert_person(&renamed).await.expect("update");
+    let all = store.list_persons(&t).await.expect("list");
+    assert_eq!(
+        all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["person-1", "person-2"]
+    );
+    assert_eq!(all[1], renamed, "name, centroid and count replaced exactly");
+    assert!(
+        store.list_persons(&other).await.expect("list").is_empty(),
+        "tenant isolation"
     );
 }

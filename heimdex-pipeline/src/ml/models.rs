@@ -23,7 +23,9 @@ pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("HEIMDEX_MODELS") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("heimdex").join("models")
 }
 

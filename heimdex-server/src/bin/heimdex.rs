@@ -8,7 +8,7 @@
 //! ```
 //! `--home` defaults to `$HEIMDEX_HOME`, then `./.heimdex`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use heimdex_core::SegmentKind;
 use heimdex_core::index::{SearchFilter, SearchRequest};
 use heimdex_core::time_util::timecode;
 use heimdex_server::engine::{Engine, EngineConfig, JobOutcome, ProgressEvent, ProgressSink};
+use heimdex_server::stages::{StageSettings, Stages, default_stages, query_encoders};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,10 @@ struct Cli {
     /// Heimdex home: database, index, sidecars and thumbnails.
     #[arg(long, global = true, env = "HEIMDEX_HOME", default_value = ".heimdex")]
     home: PathBuf,
+    /// Run only the FFmpeg media stages (no speech, OCR, faces or embeddings).
+    #[arg(long, global = true, env = "HEIMDEX_NO_ML")]
+    no_ml: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +53,9 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Spoken language to force (ISO 639-1) instead of detecting it.
+        #[arg(long)]
+        language: Option<String>,
     },
     /// Search and print time-coded moments.
     Search {
@@ -70,12 +78,42 @@ enum Command {
         /// The file.
         path: PathBuf,
     },
+    /// List persons (face clusters across the archive), or name one.
+    Persons {
+        #[command(subcommand)]
+        action: Option<PersonsAction>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Assets and jobs by state; failed jobs with their reasons.
     Status {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PersonsAction {
+    /// Give a person a name; search with `--person NAME` afterwards.
+    Name {
+        /// `person-N` id (or the current name).
+        id: String,
+        /// The name.
+        name: String,
+    },
+}
+
+/// What the engine should load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Every stage (indexing).
+    Stages,
+    /// Query encoders only (searching).
+    QueryEncoders,
+    /// Nothing beyond the backends.
+    Nothing,
 }
 
 /// Filters applied to every signal of a search.
@@ -188,33 +226,62 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn open(home: &Path, jobs: usize) -> Result<Engine> {
+async fn open(cli: &Cli, jobs: usize, load: Load, language: Option<String>) -> Result<Engine> {
+    let home = &cli.home;
     let cfg = EngineConfig {
         concurrency: jobs.max(1),
         ..EngineConfig::default()
     };
-    let engine = Engine::open_embedded(home, cfg)
+    let mut engine = Engine::open_embedded(home, cfg)
         .await
         .with_context(|| format!("opening Heimdex home {}", home.display()))?;
+    let settings = StageSettings {
+        disable_ml: cli.no_ml,
+        language,
+    };
+    let stages = match load {
+        Load::Stages => default_stages(&settings),
+        Load::QueryEncoders => query_encoders(&settings),
+        Load::Nothing => Stages::default(),
+    };
+    for note in &stages.notes {
+        eprintln!("note: {note}");
+    }
+    for e in stages.extractors {
+        engine = engine.with_extractor(e);
+    }
+    for q in stages.query_encoders {
+        engine = engine.with_query_encoder(q);
+    }
     engine.attach_stored_sources().await?;
     Ok(engine)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Index { paths, jobs, quiet } => index(&cli.home, &paths, jobs, quiet).await,
+        Command::Index {
+            ref paths,
+            jobs,
+            quiet,
+            ref language,
+        } => index(&cli, paths, jobs, quiet, language.clone()).await,
         Command::Search {
-            query,
+            ref query,
             limit,
             offset,
             json,
-            filter,
+            ref filter,
         } => {
-            let filter = filter.to_filter()?;
-            let engine = open(&cli.home, 1).await?;
+            let mut filter = filter.to_filter()?;
+            let engine = open(&cli, 1, Load::QueryEncoders, None).await?;
+            for p in &mut filter.faces {
+                if let Some(id) = engine.resolve_person(p).await? {
+                    *p = id;
+                }
+            }
             let req = SearchRequest::new(engine.tenant().clone())
                 .with_filter(filter)
-                .with_text(query)
+                .with_text(query.clone())
                 .with_limit(limit)
                 .with_offset(offset);
             let moments = engine.search(&req).await?;
@@ -263,14 +330,42 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { path } => {
-            let engine = open(&cli.home, 1).await?;
-            let sidecar = engine.sidecar_for_path(&path).await?;
+        Command::Show { ref path } => {
+            let engine = open(&cli, 1, Load::Nothing, None).await?;
+            let sidecar = engine.sidecar_for_path(path).await?;
             println!("{}", serde_json::to_string_pretty(&sidecar)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Persons { ref action, json } => {
+            let engine = open(&cli, 1, Load::Nothing, None).await?;
+            if let Some(PersonsAction::Name { id, name }) = action {
+                let p = engine.name_person(id, name).await?;
+                println!("{} is now named {:?}", p.id, p.name.unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let persons = engine.persons().await?;
+            if json {
+                let out: Vec<serde_json::Value> = persons
+                    .iter()
+                    .map(|p| serde_json::json!({"id": p.id, "name": p.name, "faces": p.faces}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if persons.is_empty() {
+                println!("no persons yet (faces are clustered as videos are indexed)");
+            } else {
+                for p in &persons {
+                    println!(
+                        "{:<12} {:<24} {} faces",
+                        p.id,
+                        p.name.as_deref().unwrap_or("(unnamed)"),
+                        p.faces
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { json } => {
-            let engine = open(&cli.home, 1).await?;
+            let engine = open(&cli, 1, Load::Nothing, None).await?;
             let status = engine.status().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -340,8 +435,14 @@ impl ProgressSink for Bar {
     }
 }
 
-async fn index(home: &Path, paths: &[PathBuf], jobs: usize, quiet: bool) -> Result<ExitCode> {
-    let engine = open(home, jobs).await?;
+async fn index(
+    cli: &Cli,
+    paths: &[PathBuf],
+    jobs: usize,
+    quiet: bool,
+    language: Option<String>,
+) -> Result<ExitCode> {
+    let engine = open(cli, jobs, Load::Stages, language).await?;
     let mut bad_paths = 0;
     let (mut new, mut modified, mut deleted) = (0, 0, 0);
     for path in paths {

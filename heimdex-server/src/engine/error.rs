@@ -51,6 +51,9 @@ pub enum EngineError {
     /// A path that is not part of any indexed source.
     #[error("not indexed: {0} (run `heimdex index` on it first)")]
     NotIndexed(String),
+    /// No person has this id or name.
+    #[error("unknown person {0} (see `heimdex persons`)")]
+    UnknownPerson(String),
     /// Stored data could not be read.
     #[error("corrupt data: {0}")]
     Corrupt(String),

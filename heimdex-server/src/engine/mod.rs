@@ -13,6 +13,7 @@
 //! backends.
 
 mod error;
+mod persons;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 pub use error::EngineError;
+pub use persons::PERSON_THRESHOLD;
 pub use worker::{JobOutcome, ProgressEvent, ProgressSink, RunReport, SilentProgress};
 
 use crate::queue::LocalQueue;
@@ -130,6 +132,8 @@ pub struct Engine {
     pub(crate) extractors: Vec<Arc<dyn Extractor>>,
     pub(crate) query_encoders: Vec<Arc<dyn QueryEncoder>>,
     pub(crate) connectors: Mutex<BTreeMap<SourceId, Arc<dyn Connector>>>,
+    /// Serialises person assignment within the process.
+    pub(crate) persons_lock: Mutex<()>,
 }
 
 impl Engine {
@@ -151,6 +155,7 @@ impl Engine {
             extractors: Vec::new(),
             query_encoders: Vec::new(),
             connectors: Mutex::new(BTreeMap::new()),
+            persons_lock: Mutex::new(()),
         }
     }
 

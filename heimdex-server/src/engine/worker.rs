@@ -379,11 +379,14 @@ impl Engine {
         let previous = self.sidecar(&asset.id).await.ok();
         let computed = self.compute(asset, previous, &report).await?;
         let Computed {
-            sidecar,
+            mut sidecar,
             thumbnails,
             reused,
             failure,
         } = computed;
+        if !reused {
+            self.assign_persons(&mut sidecar).await?;
+        }
 
         report("write", 0.0);
         if !reused {

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use heimdex_core::model::{
-    Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Segment, SegmentKind, SidecarRef,
-    Source, SourceId, TenantId,
+    Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Person, Segment, SegmentKind,
+    SidecarRef, Source, SourceId, TenantId,
 };
 use heimdex_core::store::{AssetQuery, JobQuery, Store, StoreError};
 use sqlx::Row;
@@ -611,6 +611,56 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         rows.iter().map(segment_from_row).collect()
+    }
+
+    async fn upsert_person(&self, person: &Person) -> Result<(), StoreError> {
+        let centroid = serde_json::to_string(&person.centroid)
+            .map_err(|e| SqliteError::Value(format!("person {} centroid: {e}", person.id)))?;
+        let faces = i64::try_from(person.faces)
+            .map_err(|_| SqliteError::Value(format!("person {} faces out of range", person.id)))?;
+        sqlx::query(
+            "INSERT INTO persons (tenant, id, name, centroid, faces, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name,
+                 centroid = excluded.centroid, faces = excluded.faces,
+                 updated_ms = excluded.updated_ms",
+        )
+        .bind(person.tenant.as_str())
+        .bind(&person.id)
+        .bind(person.name.as_deref())
+        .bind(centroid)
+        .bind(faces)
+        .bind(person.updated_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn list_persons(&self, tenant: &TenantId) -> Result<Vec<Person>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, centroid, faces, updated_ms FROM persons WHERE tenant = ?1 ORDER BY id",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let centroid: String = col(row, "centroid")?;
+                let faces: i64 = col(row, "faces")?;
+                Ok(Person {
+                    tenant: tenant.clone(),
+                    id: col(row, "id")?,
+                    name: col(row, "name")?,
+                    centroid: serde_json::from_str(&centroid)
+                        .map_err(|e| StoreError::Corrupt(format!("person centroid: {e}")))?,
+                    faces: u64::try_from(faces)
+                        .map_err(|_| StoreError::Corrupt(format!("person faces {faces}")))?,
+                    updated_ms: col(row, "updated_ms")?,
+                })
+            })
+            .collect()
     }
 
     async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<String, u64>, StoreError> {

@@ -236,8 +236,10 @@ pub(crate) fn normalize(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 /// Pipeline stage: one `text`-space vector per searchable segment with non-empty text
-/// (asset path/metadata, shots, transcript windows, OCR lines, custom spans), keyed by the
-/// segment id of [`heimdex_core::segments::from_sidecar`].
+/// (asset path/metadata, transcript windows, OCR lines, custom spans), keyed by the
+/// segment id of [`heimdex_core::segments::from_sidecar`]. Shot segments are skipped: their
+/// text is only generated colour/brightness words, which would make every shot look alike
+/// to a text query; the visual content of shots is the image stage's job.
 #[derive(Debug, Clone)]
 pub struct TextEmbeddingStage {
     embedder: Arc<TextEmbedder>,
@@ -299,7 +301,7 @@ impl Extractor for TextEmbeddingStage {
     fn extract(&self, ctx: &ExtractContext<'_>) -> Result<StageData, ExtractError> {
         let segs: Vec<_> = segments::from_sidecar(ctx.sidecar)
             .into_iter()
-            .filter(|s| !s.text.trim().is_empty())
+            .filter(|s| s.kind != heimdex_core::SegmentKind::Shot && !s.text.trim().is_empty())
             .collect();
         (ctx.progress)(0.0);
         let texts: Vec<&str> = segs.iter().map(|s| s.text.as_str()).collect();
