@@ -54,20 +54,21 @@ pub fn from_sidecar(sidecar: &Sidecar) -> Vec<Segment> {
         }
     }
     if let Some(tr) = &sidecar.transcript {
-        for (i, seg) in tr.data.segments.iter().enumerate() {
+        let tags: Vec<String> = tr
+            .data
+            .language
+            .iter()
+            .map(|l| format!("lang:{l}"))
+            .collect();
+        for (i, (start_s, end_s, text)) in transcript_windows(&tr.data).into_iter().enumerate() {
             out.push(Segment {
                 id: format!("transcript-{i:05}"),
                 kind: SegmentKind::Transcript,
-                start_s: seg.start_s,
-                end_s: seg.end_s,
-                text: seg.text.trim().to_owned(),
+                start_s,
+                end_s,
+                text,
                 thumbnail: None,
-                tags: tr
-                    .data
-                    .language
-                    .iter()
-                    .map(|l| format!("lang:{l}"))
-                    .collect(),
+                tags: tags.clone(),
             });
         }
     }
@@ -107,6 +108,58 @@ pub fn from_sidecar(sidecar: &Sidecar) -> Vec<Segment> {
                 .find(|sh| seg.start_s >= sh.start_s && seg.start_s < sh.end_s)
                 .and_then(|sh| sh.keyframe.as_ref().map(|k| k.thumbnail.clone()));
         }
+    }
+    out
+}
+
+/// A window never grows beyond this many seconds.
+const WINDOW_MAX_S: f64 = 15.0;
+/// A pause this long between two words always starts a new window.
+const WINDOW_PAUSE_S: f64 = 1.5;
+
+/// Transcript windows aligned to time: a recogniser segment can span several sentences and
+/// long pauses, so with word timings the text is cut at sentence ends, at pauses of
+/// [`WINDOW_PAUSE_S`] and at [`WINDOW_MAX_S`]; each window spans its words exactly. Segments
+/// without word timings are kept whole.
+pub fn transcript_windows(t: &crate::sidecar::Transcript) -> Vec<(f64, f64, String)> {
+    let mut out = Vec::new();
+    for seg in &t.segments {
+        if seg.words.is_empty() {
+            let text = seg.text.trim();
+            if !text.is_empty() {
+                out.push((seg.start_s, seg.end_s, text.to_owned()));
+            }
+            continue;
+        }
+        let mut current: Vec<&crate::sidecar::Word> = Vec::new();
+        let flush = |current: &mut Vec<&crate::sidecar::Word>,
+                     out: &mut Vec<(f64, f64, String)>| {
+            if let (Some(first), Some(last)) = (current.first(), current.last()) {
+                let text = current
+                    .iter()
+                    .map(|w| w.text.trim())
+                    .filter(|w| !w.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if !text.is_empty() {
+                    out.push((first.start_s, last.end_s.max(first.start_s), text));
+                }
+            }
+            current.clear();
+        };
+        for w in &seg.words {
+            if let (Some(first), Some(prev)) = (current.first(), current.last()) {
+                let pause = w.start_s - prev.end_s >= WINDOW_PAUSE_S;
+                let sentence_end =
+                    prev.text.trim_end().ends_with(['.', '?', '!']) && current.len() >= 3;
+                let too_long = w.end_s - first.start_s > WINDOW_MAX_S;
+                if pause || sentence_end || too_long {
+                    flush(&mut current, &mut out);
+                }
+            }
+            current.push(w);
+        }
+        flush(&mut current, &mut out);
     }
     out
 }
@@ -263,6 +316,50 @@ fn technical_words(t: &Technical) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transcript_windows_split_at_sentences_and_pauses() {
+        use crate::sidecar::{Transcript, TranscriptSegment, Word};
+        let w = |t: &str, a: f64, b: f64| Word {
+            start_s: a,
+            end_s: b,
+            text: t.into(),
+            confidence: None,
+        };
+        let t = Transcript {
+            language: Some("en".into()),
+            segments: vec![
+                TranscriptSegment {
+                    start_s: 0.5,
+                    end_s: 9.7,
+                    text: "Welcome to the festival. Our chef cooks.".into(),
+                    words: vec![
+                        w("Welcome", 0.9, 1.0),
+                        w("to", 1.0, 1.2),
+                        w("the", 1.2, 1.5),
+                        w("festival.", 1.5, 3.0),
+                        w("Our", 7.1, 7.2),
+                        w("chef", 7.4, 7.5),
+                        w("cooks.", 7.5, 8.0),
+                    ],
+                },
+                TranscriptSegment {
+                    start_s: 20.0,
+                    end_s: 22.0,
+                    text: " No word timings ".into(),
+                    words: vec![],
+                },
+            ],
+        };
+        assert_eq!(
+            transcript_windows(&t),
+            vec![
+                (0.9, 3.0, "Welcome to the festival.".to_owned()),
+                (7.1, 8.0, "Our chef cooks.".to_owned()),
+                (20.0, 22.0, "No word timings".to_owned()),
+            ]
+        );
+    }
 
     #[test]
     fn path_words_split_names() {

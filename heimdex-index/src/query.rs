@@ -4,6 +4,11 @@
 //! clauses ranks higher. Query words go through the same [tokenizer](crate::tokenize) as
 //! documents; a word that tokenizes into several terms (`hello-world`) yields several
 //! clauses. An unterminated quote runs to the end of the query.
+//!
+//! Stop words (`the`, `to`, `of`, … in English) are dropped from the free-word clauses when
+//! the query has other words, so "cook serving seafood to visitors" does not match every
+//! document containing "to". They stay inside `"phrases"`, and a query made only of stop
+//! words keeps them.
 
 use crate::tokenize::terms;
 
@@ -54,6 +59,10 @@ pub(crate) fn parse(query: &str) -> Vec<Clause> {
         clauses.extend(ts.into_iter().map(Clause::Term));
         clauses.extend(last.map(Clause::Prefix));
     }
+    let content = |c: &Clause| !matches!(c, Clause::Term(t) if is_stop_word(t));
+    if clauses.iter().any(content) {
+        clauses.retain(content);
+    }
     let mut seen = Vec::with_capacity(clauses.len());
     for c in clauses {
         if !seen.contains(&c) {
@@ -63,12 +72,39 @@ pub(crate) fn parse(query: &str) -> Vec<Clause> {
     seen
 }
 
+/// English stop words (the common function words of the Snowball list).
+const STOP_WORDS: &[&str] = &[
+    "a", "about", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "do", "does",
+    "for", "from", "had", "has", "have", "he", "her", "his", "how", "i", "if", "in", "into", "is",
+    "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "than", "that",
+    "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "were",
+    "what", "when", "where", "which", "who", "why", "will", "with", "you", "your",
+];
+
+fn is_stop_word(t: &str) -> bool {
+    STOP_WORDS.binary_search(&t).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn term(s: &str) -> Clause {
         Clause::Term(s.into())
+    }
+
+    #[test]
+    fn stop_words_are_dropped_unless_nothing_else_is_left() {
+        assert!(
+            STOP_WORDS.windows(2).all(|w| w[0] < w[1]),
+            "sorted for binary search"
+        );
+        assert_eq!(parse("cook serving seafood to visitors").len(), 4);
+        assert_eq!(parse("to the"), vec![term("to"), term("the")]);
+        assert_eq!(
+            parse("\"to be\" sea"),
+            vec![Clause::Phrase(vec!["to".into(), "be".into()]), term("sea")]
+        );
     }
 
     #[test]

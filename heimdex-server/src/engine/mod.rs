@@ -563,6 +563,17 @@ impl Engine {
     }
 }
 
+/// The first `max` characters of `text` (at a word boundary), with `…` when cut.
+fn excerpt(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+    format!("{cut}…")
+}
+
 /// The source id of a local folder or file: `local-` + 12 hex digits of SHA-256 of its
 /// absolute path, so re-adding the same path finds the same source.
 pub fn local_source_id(absolute_path: &str) -> SourceId {
