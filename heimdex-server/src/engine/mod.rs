@@ -437,6 +437,13 @@ impl Engine {
                     .iter()
                     .any(|s| s.signal == "keyword" || s.score >= min)
             })
+            .map(|mut h| {
+                // A hit found by meaning only has no highlighted terms: show its text.
+                if h.snippet.is_none() && !h.doc.text.trim().is_empty() {
+                    h.snippet = Some(excerpt(&h.doc.text, 160));
+                }
+                h
+            })
             .collect();
         let moments = merge_hits(&hits, 0.0);
         Ok(moments
