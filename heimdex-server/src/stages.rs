@@ -2,6 +2,19 @@
 //!
 //! Each ML stage is added when its model files load; a stage whose model is missing is
 //! left out with a note saying how to get it (`make models`), so the pipeline always runs.
+//!
+//! Bring your own model: these environment variables replace a default model file (the
+//! stage's identity is the file's SHA-256, so changing one re-runs only that stage and what
+//! depends on it on the next re-index):
+//!
+//! | variable | stage | file |
+//! |---|---|---|
+//! | `HEIMDEX_WHISPER_MODEL` | speech | a whisper.cpp ggml model (e.g. `ggml-small.en.bin`) |
+//! | `HEIMDEX_VAD_MODEL` | speech | a silero VAD ONNX model |
+//! | `HEIMDEX_OCR_DET_MODEL`, `HEIMDEX_OCR_REC_MODEL` | OCR | PP-OCR det / rec ONNX |
+//! | `HEIMDEX_FACE_DETECTOR` | faces | BlazeFace back-256 ONNX |
+//! | `HEIMDEX_TEXT_MODEL`, `HEIMDEX_TEXT_VOCAB` | text embeddings | BERT-style ONNX + `vocab.txt` |
+//! | `HEIMDEX_CLIP_IMAGE_MODEL`, `HEIMDEX_CLIP_TEXT_MODEL` | image embeddings | CLIP ONNX towers |
 
 use std::sync::Arc;
 
@@ -63,7 +76,7 @@ mod ml {
     use heimdex_pipeline::ml::embed::{
         ClipConfig, ClipImageStage, EmbedConfig, TextEmbedder, TextEmbeddingStage,
     };
-    use heimdex_pipeline::ml::faces::FaceStage;
+    use heimdex_pipeline::ml::faces::{FaceConfig, FaceStage};
     use heimdex_pipeline::ml::ocr::{OcrConfig, PaddleOcr};
 
     use super::{StageSettings, Stages};
@@ -81,8 +94,25 @@ mod ml {
         }
     }
 
+    fn env_path(name: &str) -> Option<std::path::PathBuf> {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    }
+
+    fn embed_config() -> EmbedConfig {
+        let mut cfg = EmbedConfig::default();
+        if let Some(p) = env_path("HEIMDEX_TEXT_MODEL") {
+            cfg.model = p;
+        }
+        if let Some(p) = env_path("HEIMDEX_TEXT_VOCAB") {
+            cfg.vocab = p;
+        }
+        cfg
+    }
+
     pub(super) fn add_query_encoders(stages: &mut Stages) {
-        match TextEmbedder::new(EmbedConfig::default()) {
+        match TextEmbedder::new(embed_config()) {
             Ok(embedder) => stages
                 .query_encoders
                 .push(Arc::new(TextQuery(Arc::new(embedder)))),
@@ -104,6 +134,13 @@ mod ml {
             _ => AsrConfig::default(),
         };
         asr_cfg.language = settings.language.clone();
+        if let Some(p) = env_path("HEIMDEX_WHISPER_MODEL") {
+            asr_cfg.model_path = p;
+            asr_cfg.model_name = None;
+        }
+        if let Some(p) = env_path("HEIMDEX_VAD_MODEL") {
+            asr_cfg.vad_path = Some(p);
+        }
         asr_cfg.threads = cores.max(1);
         match WhisperAsr::new(asr_cfg) {
             Ok(asr) => stages.extractors.push(Arc::new(asr)),
@@ -111,15 +148,25 @@ mod ml {
         }
         let mut ocr_cfg = OcrConfig::default();
         ocr_cfg.threads = 1;
+        if let Some(p) = env_path("HEIMDEX_OCR_DET_MODEL") {
+            ocr_cfg.det_path = p;
+        }
+        if let Some(p) = env_path("HEIMDEX_OCR_REC_MODEL") {
+            ocr_cfg.rec_path = p;
+        }
         match PaddleOcr::new(ocr_cfg) {
             Ok(ocr) => stages.extractors.push(Arc::new(ocr)),
             Err(e) => note(stages, "OCR", &e),
         }
-        match FaceStage::from_default_models() {
+        let mut face_cfg = FaceConfig::default();
+        if let Some(p) = env_path("HEIMDEX_FACE_DETECTOR") {
+            face_cfg.detector_back = Some(p);
+        }
+        match FaceStage::new(face_cfg) {
             Ok(faces) => stages.extractors.push(Arc::new(faces)),
             Err(e) => note(stages, "faces", &e),
         }
-        let mut embed_cfg = EmbedConfig::default();
+        let mut embed_cfg = embed_config();
         embed_cfg.threads = cores.max(1);
         match TextEmbedder::new(embed_cfg) {
             Ok(embedder) => {
