@@ -113,9 +113,9 @@ pub fn from_sidecar(sidecar: &Sidecar) -> Vec<Segment> {
 }
 
 /// A window never grows beyond this many seconds.
-const WINDOW_MAX_S: f64 = 15.0;
+pub const WINDOW_MAX_S: f64 = 15.0;
 /// A pause this long between two words always starts a new window.
-const WINDOW_PAUSE_S: f64 = 1.5;
+pub const WINDOW_PAUSE_S: f64 = 1.5;
 
 /// Transcript windows aligned to time: a recogniser segment can span several sentences and
 /// long pauses, so with word timings the text is cut at sentence ends, at pauses of
