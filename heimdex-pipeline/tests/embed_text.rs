@@ -195,7 +195,7 @@ fn stage_embeds_every_segment_with_text() {
         .collect();
     assert_eq!(
         ids,
-        ["asset", "transcript-00000", "transcript-00002", "ocr-00000"],
+        ["asset", "transcript-00000", "transcript-00001", "ocr-00000"],
         "shots (generated colour words) and the blank transcript segment are skipped"
     );
     for v in &out.vectors {
