@@ -134,11 +134,31 @@ struct VideoSink<'o> {
     cur: Option<CurrentShot>,
     shots: Vec<Shot>,
     keyframes: Vec<KeyframeImage>,
+    /// Bytes of RGB held in `keyframes`.
+    keyframe_bytes: usize,
+    /// Current longest side of keyframes (shrinks when the budget is exceeded).
+    keyframe_side: u32,
 }
 
 impl<'o> VideoSink<'o> {
+    /// Keep the keyframes within the memory budget: halve every keyframe (and the size of
+    /// those to come) until they fit. Each halving quarters the bytes.
+    fn enforce_keyframe_budget(&mut self) {
+        while self.keyframe_bytes > self.opts.keyframe_budget_bytes && self.keyframe_side > 64 {
+            self.keyframe_side /= 2;
+            self.keyframe_bytes = 0;
+            for k in &mut self.keyframes {
+                keyframe::shrink_to(k, self.keyframe_side);
+                self.keyframe_bytes += k.rgb.len();
+            }
+        }
+    }
+
     fn capture(&mut self, f: &frame::Video, t: f64) -> Result<KeyCandidate, PipelineError> {
-        let (w, h) = fit(f.width(), f.height(), u32::MAX, self.opts.keyframe_max_side);
+        // Never capture below the thumbnail size: thumbnails keep their quality when the
+        // keyframe budget shrinks the keyframes.
+        let side = self.keyframe_side.max(self.opts.thumbnail_max_width);
+        let (w, h) = fit(f.width(), f.height(), u32::MAX, side);
         let sc = Scaler::get(&mut self.keyscaler, f, w, h, scaling::Flags::BILINEAR)?;
         let mut rgb = Vec::new();
         let (width, height) = sc.convert_into(f, &mut rgb)?;
@@ -243,6 +263,11 @@ impl<'o> VideoSink<'o> {
                 thumb_height: th,
                 descriptors: descriptors.clone(),
             });
+            if let Some(k) = self.keyframes.last_mut() {
+                keyframe::shrink_to(k, self.keyframe_side);
+                self.keyframe_bytes += k.rgb.len();
+            }
+            self.enforce_keyframe_budget();
         }
         self.shots.push(Shot {
             index: shot_index,
@@ -444,6 +469,8 @@ pub(crate) fn run(
         cur: None,
         shots: Vec::new(),
         keyframes: Vec::new(),
+        keyframe_bytes: 0,
+        keyframe_side: opts.keyframe_max_side,
     };
     let mut audio = AudioSink {
         resampler: None,

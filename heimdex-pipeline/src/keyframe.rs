@@ -118,6 +118,26 @@ pub(crate) fn descriptors(img: &RgbImage) -> Vec<String> {
     out
 }
 
+/// Downscale a keyframe's RGB so its longest side is at most `max_side` (no-op if it
+/// already fits).
+pub(crate) fn shrink_to(k: &mut crate::KeyframeImage, max_side: u32) {
+    let longest = k.width.max(k.height);
+    let expected = k.width as usize * k.height as usize * 3;
+    if longest <= max_side || longest == 0 || k.rgb.len() != expected {
+        return;
+    }
+    let scale = f64::from(max_side) / f64::from(longest);
+    let w = ((f64::from(k.width) * scale).round() as u32).max(1);
+    let h = ((f64::from(k.height) * scale).round() as u32).max(1);
+    let Some(img) = image::RgbImage::from_raw(k.width, k.height, std::mem::take(&mut k.rgb)) else {
+        return;
+    };
+    let small = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+    k.width = w;
+    k.height = h;
+    k.rgb = small.into_raw();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

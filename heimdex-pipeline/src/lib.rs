@@ -108,6 +108,11 @@ pub struct AnalyzeOptions {
     pub jpeg_quality: u8,
     /// Longest side of the RGB keyframes kept for later stages. Default 1280.
     pub keyframe_max_side: u32,
+    /// Memory budget of the RGB keyframes of one video, in bytes. Default 256 MiB (about
+    /// 90 keyframes at 1280x720). When a long video's keyframes would exceed it, all
+    /// keyframes (kept and to come) are halved in size, as often as needed, so memory stays
+    /// bounded however many shots the video has; thumbnails are unaffected.
+    pub keyframe_budget_bytes: usize,
     /// Decode the first audio stream to 16 kHz mono. Default true.
     pub decode_audio: bool,
 }
@@ -121,6 +126,7 @@ impl Default for AnalyzeOptions {
             thumbnail_max_width: 320,
             jpeg_quality: 80,
             keyframe_max_side: 1280,
+            keyframe_budget_bytes: 256 << 20,
             decode_audio: true,
         }
     }
@@ -131,11 +137,13 @@ impl AnalyzeOptions {
     /// `ExtractorInfo::params`.
     pub fn params_string(&self) -> String {
         format!(
-            "threshold={};min_shot_frames={};analysis_width={};keyframe_offset_s={}",
+            "threshold={};min_shot_frames={};analysis_width={};keyframe_offset_s={};keyframe_max_side={};keyframe_budget={}",
             self.shot_threshold,
             self.min_shot_frames,
             self.analysis_width,
-            analyze::KEYFRAME_OFFSET_S
+            analyze::KEYFRAME_OFFSET_S,
+            self.keyframe_max_side,
+            self.keyframe_budget_bytes
         )
     }
 }

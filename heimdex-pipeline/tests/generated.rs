@@ -150,3 +150,52 @@ fn min_shot_frames_suppresses_close_cuts() {
     assert_cuts(&cut_frames(&a), &[30, 35], 0);
     assert_well_formed(&a);
 }
+
+#[test]
+fn keyframes_stay_within_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = [
+        ("testsrc2", 20),
+        ("smptebars", 20),
+        ("color=c=red", 20),
+        ("rgbtestsrc", 20),
+        ("testsrc", 20),
+        ("color=c=0x104010", 20),
+        ("smptehdbars", 20),
+        ("color=c=blue", 20),
+    ];
+    let clip = concat_clip(dir.path(), "budget.mp4", &sources);
+    let full = heimdex_pipeline::analyze(
+        open(&clip),
+        &heimdex_pipeline::AnalyzeOptions::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let full_bytes: usize = full.keyframes.iter().map(|k| k.rgb.len()).sum();
+    let budget = full_bytes / 5;
+    let opts = heimdex_pipeline::AnalyzeOptions {
+        keyframe_budget_bytes: budget,
+        ..heimdex_pipeline::AnalyzeOptions::default()
+    };
+    let small = heimdex_pipeline::analyze(open(&clip), &opts, &mut |_| {}).unwrap();
+    assert_eq!(
+        small.keyframes.len(),
+        full.keyframes.len(),
+        "one keyframe per shot still"
+    );
+    let small_bytes: usize = small.keyframes.iter().map(|k| k.rgb.len()).sum();
+    assert!(
+        small_bytes <= budget,
+        "{small_bytes} bytes over a budget of {budget}"
+    );
+    for (s, f) in small.keyframes.iter().zip(&full.keyframes) {
+        assert_eq!(s.rgb.len(), (s.width * s.height * 3) as usize);
+        assert!(s.width < f.width, "shrunk");
+        assert_eq!(
+            s.thumbnail_jpeg.len(),
+            f.thumbnail_jpeg.len(),
+            "thumbnails unaffected"
+        );
+        assert_eq!(s.time_s, f.time_s);
+    }
+}
