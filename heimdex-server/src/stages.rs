@@ -66,6 +66,22 @@ pub fn query_encoders(settings: &StageSettings) -> Stages {
     stages
 }
 
+/// The face descriptor of the largest face in the image file at `path`, for searching by
+/// example (`heimdex search --face PHOTO`). Errors are user-facing sentences.
+pub fn face_descriptor(path: &std::path::Path) -> Result<Vec<f32>, String> {
+    #[cfg(feature = "ml")]
+    {
+        ml::face_descriptor(path)
+    }
+    #[cfg(not(feature = "ml"))]
+    {
+        Err(format!(
+            "searching by face needs the ML stages (feature `ml`); cannot read {}",
+            path.display()
+        ))
+    }
+}
+
 #[cfg(feature = "ml")]
 mod ml {
     use std::sync::Arc;
@@ -118,6 +134,23 @@ mod ml {
                 .push(Arc::new(TextQuery(Arc::new(embedder)))),
             Err(e) => note(stages, "search by meaning", &e),
         }
+    }
+
+    pub(super) fn face_descriptor(path: &std::path::Path) -> Result<Vec<f32>, String> {
+        let img = image::open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .to_rgb8();
+        let (w, h) = img.dimensions();
+        let stage = FaceStage::from_default_models().map_err(|e| e.to_string())?;
+        let faces = stage
+            .faces(img.as_raw(), w, h)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        faces
+            .into_iter()
+            .filter_map(|f| f.embedding.map(|e| (f.bbox.w * f.bbox.h, e)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, e)| e)
+            .ok_or_else(|| format!("no face large enough to recognise in {}", path.display()))
     }
 
     fn note(stages: &mut Stages, stage: &str, e: &MlError) {

@@ -146,6 +146,15 @@ struct FilterArgs {
     /// Only moments where this person (face cluster id or name) appears (repeatable).
     #[arg(long = "person")]
     persons: Vec<String>,
+    /// Only moments where the person in this photo appears (search by example face).
+    #[arg(long)]
+    face: Option<PathBuf>,
+    /// Only these sources (ids as listed by `status --json`; repeatable).
+    #[arg(long = "source")]
+    sources: Vec<String>,
+    /// Fusion of keyword and meaning: `rrf` (default) or `weighted:KEYWORD,VECTOR`.
+    #[arg(long, default_value = "rrf")]
+    fusion: String,
 }
 
 impl FilterArgs {
@@ -191,8 +200,32 @@ impl FilterArgs {
         f.languages = self.languages.clone();
         f.has_speech = self.has_speech;
         f.faces = self.persons.clone();
+        f.sources = self
+            .sources
+            .iter()
+            .map(|s| heimdex_core::SourceId::new(s.clone()))
+            .collect();
         Ok(f)
     }
+}
+
+/// `rrf` or `weighted:K,V`.
+fn parse_fusion(s: &str) -> Result<heimdex_core::Fusion> {
+    if s == "rrf" {
+        return Ok(heimdex_core::Fusion::default());
+    }
+    let weights = s
+        .strip_prefix("weighted:")
+        .and_then(|w| w.split_once(','))
+        .with_context(|| format!("--fusion {s}: expected rrf or weighted:KEYWORD,VECTOR"))?;
+    Ok(heimdex_core::Fusion::Weighted {
+        keyword: weights
+            .0
+            .trim()
+            .parse()
+            .context("--fusion keyword weight")?,
+        vector: weights.1.trim().parse().context("--fusion vector weight")?,
+    })
 }
 
 /// Seconds from `SS(.s)`, `M:SS(.s)` or `H:MM:SS(.s)`.
@@ -272,14 +305,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             ref filter,
         } => {
+            let fusion = parse_fusion(&filter.fusion)?;
+            let face = filter.face.clone();
             let mut filter = filter.to_filter()?;
             let engine = open(&cli, 1, Load::QueryEncoders, None).await?;
+            if let Some(photo) = face {
+                let descriptor = heimdex_server::stages::face_descriptor(&photo)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                match engine.nearest_person(&descriptor, 0.6).await? {
+                    Some((p, d)) => {
+                        eprintln!(
+                            "face: {} (distance {d:.2})",
+                            p.name.as_deref().unwrap_or(&p.id)
+                        );
+                        filter.faces.push(p.id);
+                    }
+                    None => anyhow::bail!(
+                        "nobody in the archive looks like the face in {}",
+                        photo.display()
+                    ),
+                }
+            }
             for p in &mut filter.faces {
                 if let Some(id) = engine.resolve_person(p).await? {
                     *p = id;
                 }
             }
             let req = SearchRequest::new(engine.tenant().clone())
+                .with_fusion(fusion)
                 .with_filter(filter)
                 .with_text(query.clone())
                 .with_limit(limit)

@@ -125,6 +125,25 @@ impl Engine {
         Ok(())
     }
 
+    /// The person whose centroid is nearest to a face descriptor, with the distance, if any
+    /// person is closer than `max_distance` (0.6 is dlib's same-person threshold).
+    pub async fn nearest_person(
+        &self,
+        descriptor: &[f32],
+        max_distance: f32,
+    ) -> Result<Option<(Person, f32)>, EngineError> {
+        let persons = self.store.list_persons(&self.cfg.tenant).await?;
+        Ok(persons
+            .into_iter()
+            .filter(|p| p.centroid.len() == descriptor.len())
+            .map(|p| {
+                let d = distance(&p.centroid, descriptor);
+                (p, d)
+            })
+            .filter(|(_, d)| *d < max_distance)
+            .min_by(|a, b| a.1.total_cmp(&b.1)))
+    }
+
     /// All persons (face clusters) of the archive.
     pub async fn persons(&self) -> Result<Vec<Person>, EngineError> {
         Ok(self.store.list_persons(&self.cfg.tenant).await?)
