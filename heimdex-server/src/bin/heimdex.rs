@@ -71,7 +71,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        filter: FilterArgs,
+        filter: Box<FilterArgs>,
     },
     /// Print the sidecar JSON of an indexed file.
     Show {
