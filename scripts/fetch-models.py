@@ -85,7 +85,11 @@ def download(package, tmp):
     elif "npm" in package:
         subprocess.run(["npm", "pack", "--silent", package["npm"]], cwd=tmp, check=True, stdout=subprocess.DEVNULL)
     elif "deb" in package:
-        subprocess.run(["apt-get", "download", "-qq", package["deb"]], cwd=tmp, check=True)
+        cmd = ["apt-get", "download", "-qq", package["deb"]]
+        if subprocess.run(cmd, cwd=tmp).returncode != 0:
+            # Fresh machines may have no package lists yet.
+            subprocess.run(["apt-get", "update", "-qq"], check=True)
+            subprocess.run(cmd, cwd=tmp, check=True)
     else:
         raise SystemExit(f"unknown package kind: {package}")
     found = [p for p in glob.glob(os.path.join(tmp, "*")) if os.path.isfile(p)]
