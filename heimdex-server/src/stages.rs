@@ -82,6 +82,33 @@ pub fn face_descriptor(path: &std::path::Path) -> Result<Vec<f32>, String> {
     }
 }
 
+/// The CLIP image vector of the picture at `path`, for searching by example frame
+/// (`heimdex search --image PICTURE`). Needs a CLIP model (`HEIMDEX_CLIP_IMAGE_MODEL` and
+/// `HEIMDEX_CLIP_TEXT_MODEL`, see docs/models.md). Errors are user-facing sentences.
+pub fn image_query_vector(path: &std::path::Path) -> Result<Vec<f32>, String> {
+    #[cfg(feature = "ml")]
+    {
+        let clip = heimdex_pipeline::ml::embed::ClipConfig::from_env().ok_or_else(|| {
+            "searching by image needs a CLIP model: set HEIMDEX_CLIP_IMAGE_MODEL and \
+             HEIMDEX_CLIP_TEXT_MODEL (docs/models.md)"
+                .to_owned()
+        })?;
+        let stage =
+            heimdex_pipeline::ml::embed::ClipImageStage::new(clip).map_err(|e| e.to_string())?;
+        ml::image_vector(&stage, path)
+    }
+    #[cfg(not(feature = "ml"))]
+    {
+        Err(format!(
+            "searching by image needs the ML stages; cannot read {}",
+            path.display()
+        ))
+    }
+}
+
+#[cfg(feature = "ml")]
+pub use ml::image_vector;
+
 #[cfg(feature = "ml")]
 mod ml {
     use std::sync::Arc;
@@ -134,6 +161,29 @@ mod ml {
                 .push(Arc::new(TextQuery(Arc::new(embedder)))),
             Err(e) => note(stages, "search by meaning", &e),
         }
+    }
+
+    /// The vector `stage` gives the picture at `path` (search by example frame).
+    pub fn image_vector(
+        stage: &ClipImageStage,
+        path: &std::path::Path,
+    ) -> Result<Vec<f32>, String> {
+        let img = image::open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .to_rgb8();
+        let (width, height) = img.dimensions();
+        let frame = heimdex_core::FrameRef {
+            shot_index: 0,
+            time_s: 0.0,
+            width,
+            height,
+            rgb: img.as_raw(),
+        };
+        stage
+            .embed_frames(&[frame])
+            .map_err(|e| e.to_string())?
+            .pop()
+            .ok_or_else(|| format!("{}: no vector", path.display()))
     }
 
     pub(super) fn face_descriptor(path: &std::path::Path) -> Result<Vec<f32>, String> {

@@ -214,6 +214,28 @@ async fn speech_text_faces_and_meaning_are_searchable_by_moment() {
         }
     }
 
+    // More like this: from the lobster sentence (7.5 s) to the lobster menu on screen, and
+    // never the sentence itself.
+    let festival = engine
+        .asset_for_path(&lib.join("festival.mp4"))
+        .await
+        .expect("asset");
+    let req = SearchRequest::new(engine.tenant().clone()).with_limit(3);
+    let like = engine
+        .more_like(&festival.id, 8.0, &req)
+        .await
+        .expect("more like");
+    eprintln!("more like festival@8: {like:?}");
+    assert!(
+        like[0].segments.iter().any(|s| s.starts_with("ocr-")),
+        "{:?}",
+        like[0].segments
+    );
+    assert!(
+        like.iter()
+            .all(|m| !m.segments.iter().any(|s| s.starts_with("transcript-00001")))
+    );
+
     // Filters: speech, language.
     let mut f = SearchFilter::default();
     f.has_speech = Some(true);
@@ -263,4 +285,65 @@ async fn speech_text_faces_and_meaning_are_searchable_by_moment() {
     let m = search(&engine, "mp4", f).await;
     assert_eq!(m.len(), 2);
     assert!(m.iter().all(|m| m.path.contains("carphone")));
+}
+
+/// Search by example frame, through the CLIP plumbing. No CLIP weights exist on the
+/// registries this project can use, so this runs the tiny RANDOM-WEIGHT CLIP-shaped model
+/// that `make models` generates (scripts/make_test_clip.py): its vectors mean nothing, but
+/// the same picture still lands nearest to itself, which is what the plumbing must achieve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_by_example_frame_through_clip_plumbing() {
+    let Some(_) = samples() else { return };
+    let dir = models_dir().join("clip-test");
+    assert!(
+        dir.join("image.onnx").exists(),
+        "run `make models` (clip-test)"
+    );
+    let clip =
+        heimdex_pipeline::ml::embed::ClipConfig::new(dir.join("image.onnx"), dir.join("text.onnx"));
+    let stage = Arc::new(heimdex_pipeline::ml::embed::ClipImageStage::new(clip).expect("clip"));
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lib = tmp.path().join("lib");
+    std::fs::create_dir_all(&lib).expect("mkdir");
+    festival_clip(&lib);
+    let home = tmp.path().join("home");
+    let engine = Engine::open_embedded(&home, EngineConfig::default())
+        .await
+        .expect("engine")
+        .with_extractor(stage.clone());
+    let src = engine.add_local_path(&lib).await.expect("source");
+    engine.scan(&src.id).await.expect("scan");
+    engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
+    let sidecar = engine
+        .sidecar_for_path(&lib.join("festival.mp4"))
+        .await
+        .expect("sidecar");
+    assert_eq!(
+        sidecar.embeddings["embed.image"].data.vectors.len(),
+        2,
+        "one image vector per shot"
+    );
+    for shot in &sidecar.shots.as_ref().expect("shots").data.shots {
+        let thumb = home
+            .join("media")
+            .join(&shot.keyframe.as_ref().expect("keyframe").thumbnail);
+        let v = heimdex_server::stages::image_vector(&stage, &thumb).expect("image vector");
+        let req = SearchRequest::new(engine.tenant().clone())
+            .with_vector("image", v)
+            .with_limit(2);
+        let m = engine.search(&req).await.expect("search");
+        // Random weights make every frame fairly similar, so touching shots may merge into
+        // one moment; its best (first) segment must be the shot itself.
+        assert_eq!(
+            m[0].segments[0],
+            format!("shot-{:05}", shot.index),
+            "shot {} finds itself",
+            shot.index
+        );
+        assert!(m[0].start_s <= shot.start_s && m[0].end_s >= shot.end_s);
+        assert_eq!(signals(&m[0]), ["vector:image"]);
+    }
 }

@@ -59,8 +59,16 @@ enum Command {
     },
     /// Search and print time-coded moments.
     Search {
-        /// Words, "quoted phrases", prefix*.
-        query: String,
+        /// Words, "quoted phrases", prefix*. Optional with --image or --like.
+        #[arg(required_unless_present_any = ["image", "like"])]
+        query: Option<String>,
+        /// Search by example frame: moments that look like this picture (needs a CLIP model).
+        #[arg(long, conflicts_with = "like")]
+        image: Option<PathBuf>,
+        /// More like this: moments similar to the moment of an indexed file at a time,
+        /// written FILE@SECONDS (or FILE@M:SS).
+        #[arg(long)]
+        like: Option<String>,
         /// Maximum moments.
         #[arg(long, default_value_t = 10)]
         limit: usize,
@@ -300,6 +308,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => index(&cli, paths, jobs, quiet, language.clone()).await,
         Command::Search {
             ref query,
+            ref image,
+            ref like,
             limit,
             offset,
             json,
@@ -331,13 +341,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     *p = id;
                 }
             }
-            let req = SearchRequest::new(engine.tenant().clone())
+            let mut req = SearchRequest::new(engine.tenant().clone())
                 .with_fusion(fusion)
                 .with_filter(filter)
-                .with_text(query.clone())
                 .with_limit(limit)
                 .with_offset(offset);
-            let moments = engine.search(&req).await?;
+            if let Some(q) = query {
+                req = req.with_text(q.clone());
+            }
+            if let Some(picture) = image {
+                let v = heimdex_server::stages::image_query_vector(picture)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                req = req.with_vector("image", v);
+            }
+            let moments = match like {
+                Some(spec) => {
+                    let (file, at) = spec
+                        .rsplit_once('@')
+                        .with_context(|| format!("--like {spec}: expected FILE@SECONDS"))?;
+                    let asset = engine.asset_for_path(std::path::Path::new(file)).await?;
+                    engine.more_like(&asset.id, parse_time(at)?, &req).await?
+                }
+                None => engine.search(&req).await?,
+            };
             if json {
                 let out: Vec<serde_json::Value> = moments
                     .iter()

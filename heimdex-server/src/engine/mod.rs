@@ -396,6 +396,15 @@ impl Engine {
     /// space, if one is configured, making the search hybrid (keyword + meaning, fused).
     /// If the index has no vectors of that space yet, the search stays keyword-only.
     pub async fn search(&self, request: &SearchRequest) -> Result<Vec<Moment>, EngineError> {
+        self.search_excluding(request, None).await
+    }
+
+    /// [`search`](Self::search) leaving out one segment (`(asset, segment id)`).
+    async fn search_excluding(
+        &self,
+        request: &SearchRequest,
+        exclude: Option<(&AssetId, &str)>,
+    ) -> Result<Vec<Moment>, EngineError> {
         let want = request.limit.max(1);
         // Fetch more hits than moments: neighbouring hits of one asset merge into one moment.
         let mut fetch = request
@@ -437,6 +446,7 @@ impl Engine {
                     .iter()
                     .any(|s| s.signal == "keyword" || s.score >= min)
             })
+            .filter(|h| exclude.is_none_or(|(a, seg)| !(h.doc.asset == *a && h.doc.segment == seg)))
             .map(|mut h| {
                 // A hit found by meaning only has no highlighted terms: show its text.
                 if h.snippet.is_none() && !h.doc.text.trim().is_empty() {
@@ -451,6 +461,43 @@ impl Engine {
             .skip(request.offset)
             .take(want)
             .collect())
+    }
+
+    /// "More like this": moments similar in meaning (or look, when image vectors exist) to
+    /// the moment of `asset` at `at_s` seconds. Uses the stored vector of the segment at that
+    /// time (image space first, then text) as the query; the segment itself is left out.
+    pub async fn more_like(
+        &self,
+        asset: &AssetId,
+        at_s: f64,
+        request: &SearchRequest,
+    ) -> Result<Vec<Moment>, EngineError> {
+        let sidecar = self.sidecar(asset).await?;
+        let mut best: Option<(&str, &heimdex_core::sidecar::EmbeddingVector)> = None;
+        for space in ["image", "text"] {
+            let found = sidecar
+                .embeddings
+                .values()
+                .flat_map(|b| &b.data.vectors)
+                .filter(|v| v.space == space && v.start_s <= at_s && at_s <= v.end_s)
+                // The narrowest segment covering the time is the most specific.
+                .min_by(|a, b| (a.end_s - a.start_s).total_cmp(&(b.end_s - b.start_s)));
+            if let Some(v) = found {
+                best = Some((space, v));
+                break;
+            }
+        }
+        let Some((space, v)) = best else {
+            return Err(EngineError::NotIndexed(format!(
+                "{} has no embedded moment at {at_s:.1} s (run `make models` and re-index)",
+                sidecar.asset.key
+            )));
+        };
+        let skip = v.segment.clone().unwrap_or_default();
+        let mut req = request.clone();
+        req.text = None;
+        let req = req.with_vector(space, v.vector.clone());
+        self.search_excluding(&req, Some((asset, &skip))).await
     }
 
     /// The stored sidecar of the asset at local `path` (a file that was indexed).
