@@ -199,6 +199,26 @@ pub struct KeyframeImage {
     pub descriptors: Vec<String>,
 }
 
+impl KeyframeImage {
+    /// A borrowed view for the stages ([`heimdex_core::FrameRef`]).
+    pub fn frame(&self) -> heimdex_core::FrameRef<'_> {
+        heimdex_core::FrameRef {
+            shot_index: self.shot_index,
+            time_s: self.time_s,
+            width: self.width,
+            height: self.height,
+            rgb: &self.rgb,
+        }
+    }
+}
+
+impl Analysis {
+    /// Borrowed views of every keyframe, in shot order.
+    pub fn frames(&self) -> Vec<heimdex_core::FrameRef<'_>> {
+        self.keyframes.iter().map(KeyframeImage::frame).collect()
+    }
+}
+
 impl std::fmt::Debug for KeyframeImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyframeImage")

@@ -194,17 +194,7 @@ fn carphone_clip_has_a_face_on_its_keyframes() {
         version: "1".into(),
         size: 1,
     });
-    let frames: Vec<FrameRef<'_>> = analysis
-        .keyframes
-        .iter()
-        .map(|k| FrameRef {
-            shot_index: k.shot_index,
-            time_s: k.time_s,
-            width: k.width,
-            height: k.height,
-            rgb: &k.rgb,
-        })
-        .collect();
+    let frames: Vec<FrameRef<'_>> = analysis.frames();
     let progress = |_p: f32| {};
     let ctx = ExtractContext::new(&sidecar, &frames, None, &progress);
     let t = Instant::now();

@@ -131,17 +131,7 @@ fn sidecar_of(analysis: &Analysis) -> Sidecar {
 }
 
 fn frames_of(analysis: &Analysis) -> Vec<FrameRef<'_>> {
-    analysis
-        .keyframes
-        .iter()
-        .map(|k| FrameRef {
-            shot_index: k.shot_index,
-            time_s: k.time_s,
-            width: k.width,
-            height: k.height,
-            rgb: &k.rgb,
-        })
-        .collect()
+    analysis.frames()
 }
 
 fn run(ocr: &PaddleOcr, sidecar: &Sidecar, frames: &[FrameRef<'_>]) -> Ocr {

@@ -527,17 +527,7 @@ impl Engine {
             if let Some(audio) = &analysis.audio {
                 sidecar.audio = Some(StageBlock::new(audio_info, 0, audio.summary()));
             }
-            let frames: Vec<FrameRef<'_>> = analysis
-                .keyframes
-                .iter()
-                .map(|k| FrameRef {
-                    shot_index: k.shot_index,
-                    time_s: k.time_s,
-                    width: k.width,
-                    height: k.height,
-                    rgb: &k.rgb,
-                })
-                .collect();
+            let frames: Vec<FrameRef<'_>> = analysis.frames();
             let failure = run_stages(
                 &extractors,
                 previous.as_ref(),
