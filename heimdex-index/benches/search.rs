@@ -1,10 +1,14 @@
 //! Search benchmark for the embedded index (no criterion; prints a table).
 //!
-//! Run: `cargo bench -p heimdex-index --bench search` (set `HEIMDEX_BENCH_DOCS` to change the
-//! corpus size, default 100 000). 100k synthetic segment documents, 20–40 words each drawn
-//! with a skewed distribution from a 5 000-word vocabulary, one 384-d random vector each.
+//! Run: `cargo bench -p heimdex-index --bench search -- 1000000` (the argument, or
+//! `HEIMDEX_BENCH_DOCS`, is the corpus size; default 100 000). Synthetic segment documents,
+//! 20–40 words each drawn with a skewed distribution from a 5 000-word vocabulary, one 384-d
+//! vector each. Vectors are clustered like real embeddings (2 000 topic centres plus
+//! per-document noise, cosine ≈ 0.5 within a topic); `HEIMDEX_BENCH_UNIFORM=1` uses uniform
+//! random vectors instead (the worst case for any graph index: no structure at all).
 //! Baselines are naive full scans over the original documents (what you would write without
-//! an index); the ratio is ours / baseline.
+//! an index); the ratio is ours / baseline. Recall@10 compares vector hits with the exact
+//! top 10 of the naive scan (ties broken by key, as the index does).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,6 +21,8 @@ use heimdex_index::EmbeddedIndex;
 const VOCAB: usize = 5_000;
 const DIM: usize = 384;
 const QUERIES: usize = 200;
+/// Queries checked against the exact top 10 (a naive scan each: ~1 s at 1M docs).
+const RECALL_QUERIES: usize = 100;
 
 struct Rng(u64);
 impl Rng {
@@ -39,6 +45,16 @@ impl Rng {
     }
     fn vector(&mut self) -> Vec<f32> {
         (0..DIM).map(|_| (self.unit() * 2.0 - 1.0) as f32).collect()
+    }
+    /// A document-like vector: a topic centre plus noise (or uniform noise).
+    fn embedding(&mut self, centres: &[Vec<f32>]) -> Vec<f32> {
+        if centres.is_empty() {
+            return self.vector();
+        }
+        let c = &centres[self.below(centres.len())];
+        c.iter()
+            .map(|x| x + (self.unit() * 2.0 - 1.0) as f32)
+            .collect()
     }
 }
 
@@ -66,8 +82,12 @@ fn pct(mut v: Vec<Duration>) -> (f64, f64) {
     )
 }
 
-fn time(mut f: impl FnMut(usize)) -> Vec<Duration> {
-    (0..QUERIES)
+fn time(f: impl FnMut(usize)) -> Vec<Duration> {
+    time_n(QUERIES, f)
+}
+
+fn time_n(n: usize, mut f: impl FnMut(usize)) -> Vec<Duration> {
+    (0..n)
         .map(|i| {
             let t = Instant::now();
             f(i);
@@ -95,7 +115,8 @@ fn keyword_baseline(docs: &[IndexDoc], terms: &[String]) -> usize {
 }
 
 /// Naive vector baseline: cosine against every stored (unnormalised) vector, full sort.
-fn vector_baseline(docs: &[IndexDoc], q: &[f32], filter: Option<&SearchFilter>) -> usize {
+/// Returns the top 10 keys.
+fn vector_baseline(docs: &[IndexDoc], q: &[f32], filter: Option<&SearchFilter>) -> Vec<String> {
     let qn = q.iter().map(|x| x * x).sum::<f32>().sqrt();
     let mut scored: Vec<(usize, f32)> = docs
         .iter()
@@ -108,17 +129,51 @@ fn vector_baseline(docs: &[IndexDoc], q: &[f32], filter: Option<&SearchFilter>) 
             Some((i, dot / (n * qn)))
         })
         .collect();
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    scored.len().min(10)
+    scored.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then_with(|| docs[a.0].key().cmp(&docs[b.0].key()))
+    });
+    scored
+        .iter()
+        .take(10)
+        .map(|(i, _)| docs[*i].key())
+        .collect()
+}
+
+/// Mean recall@10 of `run` against `truth`.
+fn recall(truth: &[Vec<String>], mut run: impl FnMut(usize) -> Vec<String>) -> f64 {
+    let mut sum = 0.0;
+    for (i, t) in truth.iter().enumerate() {
+        let got = run(i);
+        let hit = t.iter().filter(|k| got.contains(k)).count();
+        sum += if t.is_empty() {
+            1.0
+        } else {
+            hit as f64 / t.len() as f64
+        };
+    }
+    sum / truth.len() as f64
 }
 
 fn main() {
-    let n_docs: usize = std::env::var("HEIMDEX_BENCH_DOCS")
-        .ok()
-        .and_then(|s| s.parse().ok())
+    let n_docs: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .or_else(|| {
+            std::env::var("HEIMDEX_BENCH_DOCS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+        })
         .unwrap_or(100_000);
+    let uniform = std::env::var("HEIMDEX_BENCH_UNIFORM").is_ok_and(|v| v == "1");
     let tenant = TenantId::default_tenant();
     let mut rng = Rng(42);
+    let centres: Vec<Vec<f32>> = if uniform {
+        Vec::new()
+    } else {
+        (0..2_000).map(|_| rng.vector()).collect()
+    };
+    let t = Instant::now();
     let kinds = [SegmentKind::Shot, SegmentKind::Transcript, SegmentKind::Ocr];
     let docs: Vec<IndexDoc> = (0..n_docs)
         .map(|i| {
@@ -140,11 +195,15 @@ fn main() {
                 } else {
                     Vec::new()
                 },
-                vectors: BTreeMap::from([("text".to_string(), rng.vector())]),
+                vectors: BTreeMap::from([("text".to_string(), rng.embedding(&centres))]),
                 meta: Default::default(),
             }
         })
         .collect();
+    eprintln!(
+        "generated {n_docs} docs in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     let index = EmbeddedIndex::in_memory();
     let t = Instant::now();
@@ -152,6 +211,8 @@ fn main() {
         index.upsert_blocking(chunk).expect("upsert");
     }
     let build = t.elapsed();
+    let (mem_vectors, mem_graph) = index.vector_memory_bytes();
+    eprintln!("built in {:.1} s", build.as_secs_f64());
 
     let mut filter = SearchFilter::default();
     filter.kinds = vec![SegmentKind::Shot];
@@ -173,8 +234,24 @@ fn main() {
     let prefixes: Vec<String> = (0..QUERIES)
         .map(|_| format!("{}*", &word(rng.below(VOCAB))[..4]))
         .collect();
-    let vecs: Vec<Vec<f32>> = (0..QUERIES).map(|_| rng.vector()).collect();
+    let vecs: Vec<Vec<f32>> = (0..QUERIES).map(|_| rng.embedding(&centres)).collect();
     let req = || SearchRequest::new(tenant.clone());
+
+    // Exact top 10 by naive scan (also the vector baselines' timings), first RECALL_QUERIES.
+    let exact = |f: Option<&SearchFilter>| -> (Vec<Vec<String>>, Vec<Duration>) {
+        vecs[..RECALL_QUERIES]
+            .iter()
+            .map(|q| {
+                let t = Instant::now();
+                let top = vector_baseline(&docs, q, f);
+                (top, t.elapsed())
+            })
+            .unzip()
+    };
+    let (truth, base_vec) = exact(None);
+    let (truth_f, base_vec_f) = exact(Some(&filter));
+    let (truth_sel, _) = exact(Some(&filter_sel));
+    eprintln!("exact reference done");
 
     let mut rows: Vec<(String, Vec<Duration>, Option<Vec<Duration>>)> = Vec::new();
     let run = |r: SearchRequest| {
@@ -184,7 +261,7 @@ fn main() {
     rows.push((
         "keyword (2 terms)".into(),
         time(|i| run(req().with_text(&kw[i]))),
-        Some(time(|i| {
+        Some(time_n(RECALL_QUERIES, |i| {
             let terms: Vec<String> = kw[i].split(' ').map(str::to_string).collect();
             std::hint::black_box(keyword_baseline(&docs, &terms));
         })),
@@ -207,9 +284,7 @@ fn main() {
     rows.push((
         "vector 384-d".into(),
         time(|i| run(req().with_vector("text", vecs[i].clone()))),
-        Some(time(|i| {
-            std::hint::black_box(vector_baseline(&docs, &vecs[i], None));
-        })),
+        Some(base_vec),
     ));
     rows.push((
         "vector + filter (kind, 1/3)".into(),
@@ -218,9 +293,7 @@ fn main() {
                 .with_vector("text", vecs[i].clone())
                 .with_filter(filter.clone()))
         }),
-        Some(time(|i| {
-            std::hint::black_box(vector_baseline(&docs, &vecs[i], Some(&filter)));
-        })),
+        Some(base_vec_f),
     ));
     rows.push((
         format!("vector + filter (kind+tag, {hero_shots} docs)"),
@@ -247,10 +320,48 @@ fn main() {
         None,
     ));
 
+    // Recall@10 of the vector signal against the exact (naive) top 10.
+    let keys = |r: SearchRequest| -> Vec<String> {
+        index
+            .search_blocking(&r)
+            .expect("search")
+            .into_iter()
+            .map(|h| h.doc.key())
+            .collect()
+    };
+    let r_all = recall(&truth, |i| keys(req().with_vector("text", vecs[i].clone())));
+    let r_f = recall(&truth_f, |i| {
+        keys(
+            req()
+                .with_vector("text", vecs[i].clone())
+                .with_filter(filter.clone()),
+        )
+    });
+    let r_sel = recall(&truth_sel, |i| {
+        keys(
+            req()
+                .with_vector("text", vecs[i].clone())
+                .with_filter(filter_sel.clone()),
+        )
+    });
+
     println!(
-        "embedded index: {n_docs} docs, vocab {VOCAB}, {DIM}-d vectors; build {:.2} s ({:.0} docs/s); {QUERIES} queries each",
+        "embedded index: {n_docs} docs, vocab {VOCAB}, {DIM}-d {} vectors; build {:.2} s ({:.0} docs/s); {QUERIES} queries each",
+        if uniform {
+            "uniform random"
+        } else {
+            "clustered"
+        },
         build.as_secs_f64(),
         n_docs as f64 / build.as_secs_f64()
+    );
+    println!(
+        "vector memory: rows {:.0} MiB + graph/bookkeeping {:.0} MiB",
+        mem_vectors as f64 / (1 << 20) as f64,
+        mem_graph as f64 / (1 << 20) as f64
+    );
+    println!(
+        "recall@10 vs exact ({RECALL_QUERIES} queries): vector {r_all:.4}; + filter (kind, 1/3) {r_f:.4}; + filter (kind+tag) {r_sel:.4}"
     );
     println!("| query | p50 ms | p99 ms | naive scan p50 ms | ours / naive |");
     println!("|---|---:|---:|---:|---:|");

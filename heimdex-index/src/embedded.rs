@@ -27,9 +27,9 @@ pub const HYBRID_OVERFETCH: usize = 4;
 /// See [`HYBRID_OVERFETCH`].
 pub const HYBRID_MIN_FETCH: usize = 50;
 
-/// The embedded, in-process index: a positional inverted index with BM25 for keywords, exact
-/// cosine search over named vector spaces, and [`fuse`] for hybrid queries. See the
-/// [crate docs](crate) for the design.
+/// The embedded, in-process index: a positional inverted index with BM25 for keywords,
+/// cosine search over named vector spaces (HNSW graph or exact scan), and [`fuse`] for hybrid
+/// queries. See the [crate docs](crate) for the design.
 ///
 /// All operations run in memory under a [`RwLock`] (many concurrent searches, one writer).
 /// [`EmbeddedIndex::open`] loads a snapshot from a directory; [`Index::flush`] writes one
@@ -242,10 +242,8 @@ impl Shard {
         let Some(space) = self.spaces.get(space) else {
             return Vec::new();
         };
-        let candidates = match filter {
-            None => space.scan(unit, |_| true),
-            Some(f) => space.scan(unit, |slot| self.passes(slot, Some(f))),
-        };
+        let keep = |slot: u32| self.passes(slot, filter);
+        let candidates = space.search(unit, n, filter.map(|_| &keep as &dyn Fn(u32) -> bool));
         top_n(candidates, n, |slot| self.key_of(slot))
     }
 
@@ -493,6 +491,18 @@ impl EmbeddedIndex {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Approximate heap bytes of the vector search structures, all tenants and spaces:
+    /// `(vector rows, graph links + row bookkeeping)`. Documents and postings are not counted.
+    pub fn vector_memory_bytes(&self) -> (usize, usize) {
+        let state = self.read();
+        state
+            .shards
+            .values()
+            .flat_map(|s| s.spaces.values())
+            .map(VectorSpace::memory_bytes)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
     /// Blocking version of [`Index::upsert`] (the async one just calls this).
     pub fn upsert_blocking(&self, docs: &[IndexDoc]) -> Result<(), IndexError> {
         let mut state = self.write();
@@ -557,5 +567,29 @@ impl Index for EmbeddedIndex {
     /// 384-d vectors); call it from `spawn_blocking` where that matters.
     async fn flush(&self) -> Result<(), IndexError> {
         self.flush_blocking()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use heimdex_core::conformance::index::vector_congruence;
+
+    use super::*;
+
+    /// The shared congruence check on a space large enough to be searched through its HNSW
+    /// graph (the conformance suite's own 2 000 documents stay on the exact path).
+    #[tokio::test]
+    async fn graph_path_meets_congruence_recall() {
+        let index = EmbeddedIndex::in_memory();
+        let recall = vector_congruence(&index, crate::vector::GRAPH_MIN_ROWS + 1_000, 32).await;
+        assert!(
+            index
+                .read()
+                .shards
+                .values()
+                .all(|s| s.spaces.values().all(crate::vector::VectorSpace::has_graph))
+        );
+        eprintln!("graph-path recall@10 {recall:.4}");
+        assert!(recall >= 0.98, "recall@10 {recall:.3}");
     }
 }

@@ -1,7 +1,8 @@
 //! # heimdex-index
 //!
 //! Index backends for Heimdex. Today: [`EmbeddedIndex`], the in-process default that needs
-//! no server. (The Qdrant backend for the server stack will live here too, behind a feature.)
+//! no server. With the `qdrant` feature, also `qdrant::QdrantIndex`, the backend for the
+//! server stack (see that module for its design).
 //!
 //! ## Design
 //!
@@ -23,9 +24,13 @@
 //!   the hit's text and keep its original casing. The analyzer: Unicode alphanumeric runs,
 //!   lower-cased, common Latin accents folded (`Café` → `cafe`).
 //! - **Vector**: per tenant and space, normalised vectors stored contiguously in one
-//!   `Vec<f32>`; search is an exact scan with the filter applied first, so filtered recall is
-//!   exact. A later HNSW layer for ~1M documents can index the same rows by row number,
-//!   keeping the exact scan for very selective filters and as the congruence reference.
+//!   `Vec<f32>` (append-only rows, deletions marked and compacted past 20 %). Spaces with
+//!   at least 5 000 vectors also get an HNSW graph over those rows (own implementation,
+//!   M = 16, ef_construction = 100, `u32` links), maintained on upsert; searches use it with
+//!   `ef = max(96, √rows / 4, 2·n)`, traversing deleted and filtered-out rows without
+//!   returning them.
+//!   Small spaces, selective filters (estimated < 8 % of rows pass) and large `n` use the
+//!   exact scan with the filter applied first. Every hit passes the filter either way.
 //! - **Hybrid**: each signal fetches `max((offset + limit) × 4, 50)` filtered candidates,
 //!   then `fuse` with the request's [`Fusion`](heimdex_core::Fusion).
 //! - **Tenants** are separate shards: their own postings, statistics and vectors. Vector
@@ -48,8 +53,11 @@
 //! brute-force congruence check pin its behaviour.
 
 mod embedded;
+mod hnsw;
 mod keyword;
 mod persist;
+#[cfg(feature = "qdrant")]
+pub mod qdrant;
 mod query;
 mod tokenize;
 mod vector;
