@@ -15,7 +15,7 @@ use heimdex_core::{
 
 use crate::keyword::{InvertedIndex, analyze, snippet};
 use crate::persist;
-use crate::query::{Clause, parse};
+use crate::query::{Clause, request_clauses};
 use crate::vector::{VectorSpace, normalized};
 
 /// Backend name used in errors.
@@ -344,19 +344,7 @@ impl State {
     }
 
     fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, IndexError> {
-        if req.text.is_none() && req.vector.is_none() {
-            return Err(invalid("a search needs `text`, `vector` or both"));
-        }
-        let clauses = match &req.text {
-            Some(text) => {
-                let c = parse(text);
-                if c.is_empty() {
-                    return Err(invalid(format!("query {text:?} has no searchable terms")));
-                }
-                c
-            }
-            None => Vec::new(),
-        };
+        let clauses = request_clauses(req)?;
         if let Some((from, to)) = req.filter.time_range
             && (from.is_nan() || to.is_nan() || from > to)
         {

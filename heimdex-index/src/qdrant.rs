@@ -88,7 +88,7 @@ use qdrant_client::qdrant::{
 use sha2::{Digest, Sha256};
 
 use crate::keyword::{B, K1, analyze, snippet};
-use crate::query::{Clause, parse};
+use crate::query::{Clause, request_clauses};
 
 const INDEX: &str = "qdrant";
 /// Name of the sparse (keyword) vector.
@@ -824,19 +824,7 @@ impl Index for QdrantIndex {
     }
 
     async fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, IndexError> {
-        if req.text.is_none() && req.vector.is_none() {
-            return Err(invalid("a search needs `text`, `vector` or both"));
-        }
-        let clauses = match &req.text {
-            Some(text) => {
-                let c = parse(text);
-                if c.is_empty() {
-                    return Err(invalid(format!("query {text:?} has no searchable terms")));
-                }
-                c
-            }
-            None => Vec::new(),
-        };
+        let clauses = request_clauses(req)?;
         let vector = match &req.vector {
             Some((space, v)) => {
                 let dim = self
@@ -1140,6 +1128,7 @@ mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::parse;
     use heimdex_core::{SegmentKind, SourceId};
     use qdrant_client::qdrant::Vectors;
     use qdrant_client::qdrant::vectors::VectorsOptions;

@@ -23,6 +23,27 @@ pub(crate) enum Clause {
     Prefix(String),
 }
 
+/// The keyword clauses of a search request, after the checks every backend shares: the
+/// request must have `text`, `vector` or both, and a `text` must have searchable terms.
+pub(crate) fn request_clauses(
+    req: &heimdex_core::SearchRequest,
+) -> Result<Vec<Clause>, heimdex_core::IndexError> {
+    let invalid = |m: String| heimdex_core::IndexError::InvalidRequest(m);
+    if req.text.is_none() && req.vector.is_none() {
+        return Err(invalid("a search needs `text`, `vector` or both".into()));
+    }
+    match &req.text {
+        Some(text) => {
+            let c = parse(text);
+            if c.is_empty() {
+                return Err(invalid(format!("query {text:?} has no searchable terms")));
+            }
+            Ok(c)
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Parse a keyword query into de-duplicated clauses (possibly none).
 pub(crate) fn parse(query: &str) -> Vec<Clause> {
     let mut clauses = Vec::new();
