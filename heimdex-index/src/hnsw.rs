@@ -80,6 +80,17 @@ impl Visited {
     }
 }
 
+/// A borrowed view of a graph's state (for persisting).
+pub(crate) struct HnswParts<'a> {
+    /// Layer-0 table: per node a link count then [`M0`] slots.
+    pub layer0: &'a [u32],
+    /// Per node: `level * (M + 1)` (count + [`M`] slots per upper layer).
+    pub upper: &'a [Vec<u32>],
+    pub entry: u32,
+    pub top: usize,
+    pub rng: u64,
+}
+
 /// The graph. Node `i` is row `i` of the `data` slice passed to every call.
 #[derive(Debug)]
 pub(crate) struct Hnsw {
@@ -114,6 +125,66 @@ impl Hnsw {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The graph's state, for persisting (see [`Hnsw::from_parts`]).
+    pub fn parts(&self) -> HnswParts<'_> {
+        HnswParts {
+            layer0: &self.layer0,
+            upper: &self.upper,
+            entry: self.entry,
+            top: self.top,
+            rng: self.rng,
+        }
+    }
+
+    /// Rebuild a graph of `len` nodes from persisted parts, checking that every link
+    /// points at a node and every list fits its layer (a corrupt snapshot must not panic
+    /// later in a search).
+    pub fn from_parts(
+        dim: usize,
+        len: usize,
+        layer0: Vec<u32>,
+        upper: Vec<Vec<u32>>,
+        entry: u32,
+        top: usize,
+        rng: u64,
+    ) -> Result<Self, String> {
+        if layer0.len() != len * (M0 + 1) || upper.len() != len {
+            return Err(format!("graph of {len} nodes has mismatched link tables"));
+        }
+        if len > 0 && (entry as usize >= len || top > MAX_LEVEL) {
+            return Err(format!("graph entry {entry} / top {top} out of range"));
+        }
+        let check = |buf: &[u32], cap: usize| -> Result<(), String> {
+            for list in buf.chunks_exact(cap + 1) {
+                let n = list[0] as usize;
+                if n > cap || list[1..=n].iter().any(|&l| l as usize >= len) {
+                    return Err("graph link out of range".into());
+                }
+            }
+            Ok(())
+        };
+        check(&layer0, M0)?;
+        for (node, u) in upper.iter().enumerate() {
+            if u.len() % (M + 1) != 0 || u.len() / (M + 1) > MAX_LEVEL {
+                return Err(format!("graph node {node}: bad upper layer table"));
+            }
+            check(u, M)?;
+        }
+        if len > 0 && upper[entry as usize].len() / (M + 1) != top {
+            return Err("graph entry point is not on the top layer".into());
+        }
+        Ok(Self {
+            dim,
+            layer0,
+            upper,
+            entry,
+            top,
+            len,
+            rng,
+            pool: Mutex::new(Vec::new()),
+        })
     }
 
     /// Approximate heap bytes of the links.
@@ -378,6 +449,35 @@ mod tests {
             out.extend(normalized(&v).unwrap());
         }
         out
+    }
+
+    #[test]
+    fn from_parts_rejects_inconsistent_tables() {
+        let dim = 4;
+        let data = clustered(300, dim, 3);
+        let mut g = Hnsw::new(dim);
+        for _ in 0..300 {
+            g.insert(&data);
+        }
+        let p = g.parts();
+        let rebuild = |layer0: Vec<u32>, upper: Vec<Vec<u32>>, entry: u32| {
+            Hnsw::from_parts(dim, 300, layer0, upper, entry, p.top, p.rng)
+        };
+        let ok = rebuild(p.layer0.to_vec(), p.upper.to_vec(), p.entry).expect("valid");
+        let q = &data[..dim];
+        assert_eq!(
+            ok.search(&data, q, 10, &|_| true),
+            g.search(&data, q, 10, &|_| true)
+        );
+        let mut bad_link = p.layer0.to_vec();
+        bad_link[0] = 1;
+        bad_link[1] = 300;
+        assert!(rebuild(bad_link, p.upper.to_vec(), p.entry).is_err());
+        let mut bad_count = p.layer0.to_vec();
+        bad_count[0] = (M0 + 1) as u32;
+        assert!(rebuild(bad_count, p.upper.to_vec(), p.entry).is_err());
+        assert!(rebuild(p.layer0[..10].to_vec(), p.upper.to_vec(), p.entry).is_err());
+        assert!(rebuild(p.layer0.to_vec(), p.upper.to_vec(), 300).is_err());
     }
 
     #[test]

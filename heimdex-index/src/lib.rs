@@ -53,6 +53,7 @@
 //! brute-force congruence check pin its behaviour.
 
 mod embedded;
+mod filter;
 mod hnsw;
 mod keyword;
 mod persist;

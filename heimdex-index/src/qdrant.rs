@@ -16,19 +16,25 @@
 //!   index), `source`, `asset`, `kind`, `tags`, `language`, `faces`, `path_prefixes`; float
 //!   `start_s`, `end_s`, `duration_s`, `capture_day`; bool `has_speech`; and `terms`, the
 //!   document's distinct analysed terms (informational; not indexed).
-//! - **Keyword signal**: path and text are analysed by the same tokenizer as the embedded
-//!   index (one stream with a gap, `keyword::analyze`). The sparse vector has
+//! - **Keyword signal**: path and text are analysed by the same analyzer as the embedded
+//!   index (one stream with a gap, `keyword::analyze`, stems for a document whose
+//!   `meta.language` has a Snowball stemmer). The sparse vector has
 //!   one dimension per term (`t:term`), per term prefix of 1–[`MAX_PREFIX_CHARS`]
 //!   characters (`p:pre`, for `prefix*`) and per adjacent term pair (`b:a b`, for
-//!   `"phrases"`); a dimension's index is the 32-bit FNV-1a hash of that string and its
-//!   value the BM25 term-frequency part `tf·(k1+1) / (tf + k1·(1 − b + b·len/avgdl))` with
-//!   the fixed [`ASSUMED_AVG_LEN`] as avgdl. The query has weight 1 on the dimensions of its
-//!   clauses (a phrase: its pairs), and Qdrant multiplies by the collection-wide IDF, which
-//!   gives a BM25-like score (OR semantics, rarer and more frequent terms first, shorter
-//!   documents first). Qdrant returns candidates; every candidate is then **verified
-//!   client-side**: at least one clause must really match (phrases: all terms adjacent and
-//!   in order; long prefixes; hash collisions), and the document must pass
-//!   [`SearchFilter::matches`]. Snippets use the shared snippet code.
+//!   `"phrases"`); a stemmed document also has one per stem (`s:en:run`) and per adjacent
+//!   stem pair (`c:en:a b`). A dimension's index is the 32-bit FNV-1a hash of that string
+//!   and its value the BM25 term-frequency part `tf·(k1+1) / (tf + k1·(1 − b + b·len/avgdl))`
+//!   with the fixed [`ASSUMED_AVG_LEN`] as avgdl. The query has weight 1 on the dimensions
+//!   of its clauses (a phrase: its pairs), plus, for terms and phrases, their stem
+//!   dimensions in the query languages: the request's `filter.languages` when given, else
+//!   [`QdrantConfig::languages`] (default `["en"]`). Qdrant multiplies by the
+//!   collection-wide IDF, which gives a BM25-like score (OR semantics, rarer and more
+//!   frequent terms first, shorter documents first). Qdrant returns candidates; every
+//!   candidate is then **verified client-side**: at least one clause must really match
+//!   (phrases: all terms adjacent and in order; long prefixes; hash collisions; stems only
+//!   in the document's language and only if it is a query language), and the document must
+//!   pass [`SearchFilter::matches`]. Snippets use the shared snippet code (inflections
+//!   highlighted in the document's language).
 //! - **Vector signal**: a `nearest` query on the named dense vector; the score is Qdrant's
 //!   cosine. Points without that vector are never returned.
 //! - **Filters**: every [`SearchFilter`] field becomes a Qdrant condition (any-of as a
@@ -64,7 +70,10 @@
 //! server when `HEIMDEX_QDRANT_URL` is set.
 //!
 //! Differences from the embedded index: IDF is collection-wide (all tenants), avgdl is a
-//! constant, and a phrase scores as the sum of its pairs.
+//! constant, a phrase scores as the sum of its pairs, stems are matched for the query
+//! languages only (the embedded index uses every language it holds), and a term's raw and
+//! stem dimensions add up (the embedded index takes the better of the two), so an exact
+//! match in a stemmed document gets both.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -87,8 +96,9 @@ use qdrant_client::qdrant::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::keyword::{B, K1, analyze, snippet};
+use crate::keyword::{B, K1, analysis_matches, analyze, snippet};
 use crate::query::{Clause, request_clauses};
+use crate::tokenize::{Stemming, parse_stem_key};
 
 const INDEX: &str = "qdrant";
 /// Name of the sparse (keyword) vector.
@@ -109,7 +119,7 @@ pub const HYBRID_MIN_FETCH: usize = 50;
 const UPSERT_BATCH: usize = 256;
 
 /// Connection and collection settings.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct QdrantConfig {
     /// gRPC URL, e.g. `http://localhost:6334`.
     pub url: String,
@@ -119,6 +129,23 @@ pub struct QdrantConfig {
     pub collection: String,
     /// Dense vector spaces: name → dimensions.
     pub spaces: BTreeMap<String, usize>,
+    /// Stemming languages (ISO 639-1) of keyword queries whose filter names no language:
+    /// their term and phrase stems are looked up in documents of these languages. Default
+    /// `["en"]`; empty = exact terms only unless the filter names languages. Documents are
+    /// always stemmed in their own `meta.language`.
+    pub languages: Vec<String>,
+}
+
+impl Default for QdrantConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api_key: None,
+            collection: String::new(),
+            spaces: BTreeMap::new(),
+            languages: vec!["en".to_owned()],
+        }
+    }
 }
 
 impl fmt::Debug for QdrantConfig {
@@ -128,6 +155,7 @@ impl fmt::Debug for QdrantConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("collection", &self.collection)
             .field("spaces", &self.spaces)
+            .field("languages", &self.languages)
             .finish()
     }
 }
@@ -137,6 +165,8 @@ pub struct QdrantIndex {
     client: Client,
     collection: String,
     spaces: BTreeMap<String, usize>,
+    /// [`QdrantConfig::languages`].
+    languages: Vec<String>,
 }
 
 impl fmt::Debug for QdrantIndex {
@@ -144,6 +174,7 @@ impl fmt::Debug for QdrantIndex {
         f.debug_struct("QdrantIndex")
             .field("collection", &self.collection)
             .field("spaces", &self.spaces)
+            .field("languages", &self.languages)
             .finish_non_exhaustive()
     }
 }
@@ -201,6 +232,7 @@ impl QdrantIndex {
             client: Client::Remote(client),
             collection: config.collection,
             spaces: config.spaces,
+            languages: config.languages,
         };
         index.ensure_collection().await?;
         Ok(index)
@@ -315,6 +347,7 @@ impl QdrantIndex {
         req: &SearchRequest,
         filter: &Filter,
         clauses: &[Clause],
+        languages: &[&str],
         need: usize,
     ) -> Result<Vec<(IndexDoc, f32)>, IndexError> {
         let mut fetch = need.clamp(1, MAX_FETCH);
@@ -341,7 +374,8 @@ impl QdrantIndex {
                 let doc = decode(p)?;
                 let ok = doc.tenant == req.tenant
                     && req.filter.matches(&doc)
-                    && (!matches!(signal, Signal::Keyword(_)) || clauses_match(&doc, clauses));
+                    && (!matches!(signal, Signal::Keyword(_))
+                        || clauses_match(&doc, clauses, languages));
                 if ok {
                     hits.push((doc, score));
                 }
@@ -388,7 +422,7 @@ fn to_point(spaces: &BTreeMap<String, usize>, doc: &IndexDoc) -> Result<PointStr
         }
         vectors.push((space.clone(), v.clone().into()));
     }
-    let sparse = doc_sparse(&doc.path, &doc.text);
+    let sparse = doc_sparse(&doc.path, &doc.text, doc.meta.language.as_deref());
     if !sparse.is_empty() {
         vectors.push((SPARSE_VECTOR.to_owned(), sparse.as_slice().into()));
     }
@@ -397,7 +431,7 @@ fn to_point(spaces: &BTreeMap<String, usize>, doc: &IndexDoc) -> Result<PointStr
         ..doc.clone()
     };
     let json = serde_json::to_string(&stored).map_err(backend)?;
-    let (analyzed, _) = analyze(&doc.path, &doc.text);
+    let (analyzed, _) = analyze(&doc.path, &doc.text, doc.meta.language.as_deref());
     let mut payload = qdrant_client::Payload::new();
     payload.insert("doc", json);
     payload.insert("tenant", doc.tenant.as_str());
@@ -421,7 +455,11 @@ fn to_point(spaces: &BTreeMap<String, usize>, doc: &IndexDoc) -> Result<PointStr
     }
     payload.insert("has_speech", doc.meta.has_speech);
     payload.insert("faces", doc.meta.faces.clone());
-    payload.insert("terms", analyzed.into_keys().collect::<Vec<String>>());
+    let raw_terms: Vec<String> = analyzed
+        .into_keys()
+        .filter(|t| parse_stem_key(t).is_none())
+        .collect();
+    payload.insert("terms", raw_terms);
     let named: NamedVectors = vectors.into();
     Ok(PointStruct::new(
         point_id(&doc.tenant, &doc.asset, &doc.segment),
@@ -567,6 +605,31 @@ fn pair_dim(a: &str, b: &str) -> u32 {
     fnv1a(&format!("b:{a} {b}"))
 }
 
+fn stem_dim(code: &str, stem: &str) -> u32 {
+    fnv1a(&format!("s:{code}:{stem}"))
+}
+
+fn stem_pair_dim(code: &str, a: &str, b: &str) -> u32 {
+    fnv1a(&format!("c:{code}:{a} {b}"))
+}
+
+/// The stemmers of a search: the filter's languages if any, else the configured ones
+/// (unsupported languages skipped, each language once).
+fn query_stemmings(filter_languages: &[String], configured: &[String]) -> Vec<Stemming> {
+    let wanted = if filter_languages.is_empty() {
+        configured
+    } else {
+        filter_languages
+    };
+    let mut out: Vec<Stemming> = Vec::new();
+    for s in wanted.iter().filter_map(|l| Stemming::for_language(l)) {
+        if out.iter().all(|o| o.code() != s.code()) {
+            out.push(s);
+        }
+    }
+    out
+}
+
 /// The first `n` characters of `s`.
 fn chars_prefix(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
@@ -581,29 +644,50 @@ fn tf_weight(tf: f32, len: u32) -> f32 {
     tf * (K1 + 1.0) / (tf + K1 * norm)
 }
 
-/// The sparse vector of a document (indices unique, sorted).
-fn doc_sparse(path: &str, text: &str) -> Vec<(u32, f32)> {
-    let (analyzed, len) = analyze(path, text);
+/// The sparse vector of a document (indices unique, sorted); `language` as in
+/// `keyword::analyze`.
+fn doc_sparse(path: &str, text: &str, language: Option<&str>) -> Vec<(u32, f32)> {
+    let (analyzed, len) = analyze(path, text, language);
+    // Position → raw term, and position → stem term (`code:stem`), for the pairs.
     let mut by_pos: BTreeMap<u32, &str> = BTreeMap::new();
+    let mut stem_by_pos: BTreeMap<u32, (&str, &str)> = BTreeMap::new();
     for (term, positions) in &analyzed {
+        let stem = parse_stem_key(term);
         for &p in positions {
-            by_pos.insert(p, term);
+            match stem {
+                Some(cs) => {
+                    stem_by_pos.insert(p, cs);
+                }
+                None => {
+                    by_pos.insert(p, term);
+                }
+            }
         }
     }
-    // Frequencies of terms, prefixes and adjacent pairs (distinct strings first, so hash
-    // collisions between different strings add up rather than overwrite).
+    // Frequencies of terms, prefixes, stems and adjacent pairs (distinct strings first, so
+    // hash collisions between different strings add up rather than overwrite).
     let mut tfs: BTreeMap<String, f32> = BTreeMap::new();
     for (term, positions) in &analyzed {
-        *tfs.entry(format!("t:{term}")).or_default() += positions.len() as f32;
+        let tf = positions.len() as f32;
+        if let Some((code, stem)) = parse_stem_key(term) {
+            *tfs.entry(format!("s:{code}:{stem}")).or_default() += tf;
+            continue;
+        }
+        *tfs.entry(format!("t:{term}")).or_default() += tf;
         let n = term.chars().count().min(MAX_PREFIX_CHARS);
         for k in 1..=n {
             *tfs.entry(format!("p:{}", chars_prefix(term, k)))
-                .or_default() += positions.len() as f32;
+                .or_default() += tf;
         }
     }
     for (&p, &a) in &by_pos {
         if let Some(&b) = p.checked_add(1).and_then(|q| by_pos.get(&q)) {
             *tfs.entry(format!("b:{a} {b}")).or_default() += 1.0;
+        }
+    }
+    for (&p, &(code, a)) in &stem_by_pos {
+        if let Some(&(_, b)) = p.checked_add(1).and_then(|q| stem_by_pos.get(&q)) {
+            *tfs.entry(format!("c:{code}:{a} {b}")).or_default() += 1.0;
         }
     }
     let mut dims: BTreeMap<u32, f32> = BTreeMap::new();
@@ -613,13 +697,17 @@ fn doc_sparse(path: &str, text: &str) -> Vec<(u32, f32)> {
     dims.into_iter().collect()
 }
 
-/// The sparse query of keyword clauses (indices unique).
-fn query_sparse(clauses: &[Clause]) -> Vec<(u32, f32)> {
+/// The sparse query of keyword clauses (indices unique), with stem dimensions for terms
+/// and phrases in each of `stemmings`' languages.
+fn query_sparse(clauses: &[Clause], stemmings: &[Stemming]) -> Vec<(u32, f32)> {
     let mut dims: BTreeSet<u32> = BTreeSet::new();
     for c in clauses {
         match c {
             Clause::Term(t) => {
                 dims.insert(term_dim(t));
+                for s in stemmings {
+                    dims.insert(stem_dim(s.code(), &s.stem(t)));
+                }
             }
             Clause::Prefix(p) => {
                 dims.insert(prefix_dim(chars_prefix(p, MAX_PREFIX_CHARS)));
@@ -627,6 +715,9 @@ fn query_sparse(clauses: &[Clause]) -> Vec<(u32, f32)> {
             Clause::Phrase(ts) => {
                 for w in ts.windows(2) {
                     dims.insert(pair_dim(&w[0], &w[1]));
+                    for s in stemmings {
+                        dims.insert(stem_pair_dim(s.code(), &s.stem(&w[0]), &s.stem(&w[1])));
+                    }
                 }
             }
         }
@@ -634,26 +725,16 @@ fn query_sparse(clauses: &[Clause]) -> Vec<(u32, f32)> {
     dims.into_iter().map(|d| (d, 1.0)).collect()
 }
 
-/// Whether at least one clause really matches the document's path + text.
-fn clauses_match(doc: &IndexDoc, clauses: &[Clause]) -> bool {
-    let (analyzed, _) = analyze(&doc.path, &doc.text);
-    clauses.iter().any(|c| match c {
-        Clause::Term(t) => analyzed.contains_key(t),
-        Clause::Prefix(p) => analyzed.keys().any(|t| t.starts_with(p.as_str())),
-        Clause::Phrase(ts) => {
-            let Some(first) = ts.first().and_then(|t| analyzed.get(t)) else {
-                return false;
-            };
-            first.iter().any(|&start| {
-                ts.iter().enumerate().skip(1).all(|(i, t)| {
-                    let want = start.checked_add(i as u32);
-                    analyzed
-                        .get(t)
-                        .is_some_and(|ps| want.is_some_and(|w| ps.binary_search(&w).is_ok()))
-                })
-            })
-        }
-    })
+/// Whether at least one clause really matches the document's path + text: exactly, or
+/// through stems when the document's language is one of the query `languages` (codes).
+fn clauses_match(doc: &IndexDoc, clauses: &[Clause], languages: &[&str]) -> bool {
+    let language = doc.meta.language.as_deref();
+    let (analyzed, _) = analyze(&doc.path, &doc.text, language);
+    let stem_language = language
+        .and_then(Stemming::for_language)
+        .filter(|s| languages.contains(&s.code()))
+        .and(language);
+    analysis_matches(&analyzed, stem_language, clauses)
 }
 
 /// Every character prefix of `path` up to [`MAX_PATH_PREFIX_CHARS`], and every prefix
@@ -849,13 +930,16 @@ impl Index for QdrantIndex {
         if req.limit == 0 {
             return Ok(Vec::new());
         }
-        let keyword = (!clauses.is_empty()).then(|| Signal::Keyword(query_sparse(&clauses)));
+        let stemmings = query_stemmings(&req.filter.languages, &self.languages);
+        let codes: Vec<&str> = stemmings.iter().map(Stemming::code).collect();
+        let keyword =
+            (!clauses.is_empty()).then(|| Signal::Keyword(query_sparse(&clauses, &stemmings)));
         let want = req.offset.saturating_add(req.limit);
         let hit = |doc: IndexDoc, score: f32, signals: Vec<SignalMatch>| {
             let snippet = if clauses.is_empty() {
                 None
             } else {
-                snippet(&doc.text, &doc.path, &clauses)
+                snippet(&doc.text, &doc.path, doc.meta.language.as_deref(), &clauses)
             };
             SearchHit {
                 doc,
@@ -872,7 +956,9 @@ impl Index for QdrantIndex {
             (None, None) => Err(invalid("a search needs `text`, `vector` or both")),
             (Some(one), None) | (None, Some(one)) => {
                 let name = signal_name(&one);
-                let list = self.ranked(&one, req, &filter, &clauses, want).await?;
+                let list = self
+                    .ranked(&one, req, &filter, &clauses, &codes, want)
+                    .await?;
                 Ok(list
                     .into_iter()
                     .enumerate()
@@ -894,7 +980,9 @@ impl Index for QdrantIndex {
                 let mut docs: HashMap<String, IndexDoc> = HashMap::new();
                 let mut lists = Vec::with_capacity(2);
                 for s in [&kw, &vs] {
-                    let mut list = self.ranked(s, req, &filter, &clauses, fetch).await?;
+                    let mut list = self
+                        .ranked(s, req, &filter, &clauses, &codes, fetch)
+                        .await?;
                     list.truncate(fetch);
                     let hits = list
                         .into_iter()
@@ -1218,6 +1306,7 @@ mod tests {
                 ),
                 ("congruence32".to_owned(), 32),
             ]),
+            languages: QdrantConfig::default().languages,
         }
     }
 
@@ -1245,11 +1334,11 @@ mod tests {
 
     #[test]
     fn sparse_vectors_share_dimensions_with_queries() {
-        let d: BTreeMap<u32, f32> = doc_sparse("/x.mp4", "a red car parked")
+        let d: BTreeMap<u32, f32> = doc_sparse("/x.mp4", "a red car parked", None)
             .into_iter()
             .collect();
         for q in ["red", "\"red car\"", "par*", "parked*", "mp4"] {
-            let qs = query_sparse(&parse(q));
+            let qs = query_sparse(&parse(q), &[]);
             assert!(qs.iter().all(|(i, _)| d.contains_key(i)), "{q}");
         }
         assert!(!d.contains_key(&pair_dim("car", "red")));
@@ -1262,8 +1351,12 @@ mod tests {
 
     #[test]
     fn shorter_documents_weigh_more() {
-        let short = doc_sparse("", "heron lake");
-        let long = doc_sparse("", "heron lake with many other words in a much longer text");
+        let short = doc_sparse("", "heron lake", None);
+        let long = doc_sparse(
+            "",
+            "heron lake with many other words in a much longer text",
+            None,
+        );
         let w = |v: &[(u32, f32)]| v.iter().find(|d| d.0 == term_dim("heron")).map(|d| d.1);
         assert!(w(&short) > w(&long));
     }
@@ -1271,11 +1364,68 @@ mod tests {
     #[test]
     fn clause_verification() {
         let d = doc("/clips/red", "a big red car wash sign");
-        assert!(clauses_match(&d, &parse("\"red car wash\"")));
-        assert!(!clauses_match(&d, &parse("\"car red\"")));
-        assert!(clauses_match(&d, &parse("wa*")));
-        assert!(!clauses_match(&d, &parse("\"red a\"")));
-        assert!(clauses_match(&d, &parse("clips")));
+        assert!(clauses_match(&d, &parse("\"red car wash\""), &[]));
+        assert!(!clauses_match(&d, &parse("\"car red\""), &[]));
+        assert!(clauses_match(&d, &parse("wa*"), &[]));
+        assert!(!clauses_match(&d, &parse("\"red a\""), &[]));
+        assert!(clauses_match(&d, &parse("clips"), &[]));
+        // Stems count only in the document's language, and only if the query uses it.
+        let mut en = doc("", "the runners were running");
+        en.meta.language = Some("en".into());
+        assert!(clauses_match(&en, &parse("runs"), &["en"]));
+        assert!(clauses_match(&en, &parse("\"runner were runs\""), &["en"]));
+        assert!(!clauses_match(&en, &parse("runs"), &["fr"]));
+        assert!(!clauses_match(&d, &parse("washing"), &["en"]));
+    }
+
+    #[test]
+    fn stem_dimensions_for_stemmed_documents_and_query_languages() {
+        let en = doc_sparse("", "the runners were running", Some("en"));
+        let plain = doc_sparse("", "the runners were running", None);
+        let dims = |v: &[(u32, f32)]| v.iter().map(|d| d.0).collect::<BTreeSet<u32>>();
+        let (en, plain) = (dims(&en), dims(&plain));
+        assert!(en.contains(&stem_dim("en", "run")) && en.contains(&term_dim("running")));
+        assert!(en.contains(&stem_pair_dim("en", "runner", "were")));
+        assert!(!plain.contains(&stem_dim("en", "run")));
+        assert!(plain.is_subset(&en), "raw dimensions are unchanged");
+        let langs = query_stemmings(&[], &QdrantConfig::default().languages);
+        assert_eq!(langs.len(), 1);
+        let q = dims(&query_sparse(&parse("runs"), &langs));
+        assert_eq!(q, BTreeSet::from([term_dim("runs"), stem_dim("en", "run")]));
+        assert!(query_sparse(&parse("runs"), &[]).len() == 1);
+        // The filter's languages replace the configured ones.
+        let fr = query_stemmings(&["fr".into(), "xx".into()], &["en".into()]);
+        assert_eq!(fr.iter().map(Stemming::code).collect::<Vec<_>>(), ["fr"]);
+    }
+
+    #[tokio::test]
+    async fn stemmed_search_on_fake_qdrant() {
+        let index = fake_index();
+        let mut en = doc("/a.mp4", "the runners were running");
+        en.meta.language = Some("en".into());
+        let mut plain = doc("/b.mp4", "he runs home");
+        plain.asset = AssetId::new("b");
+        index.upsert(&[en, plain]).await.unwrap();
+        let search = |q: &str| {
+            let req = SearchRequest::new(TenantId::new("t")).with_text(q);
+            let index = &index;
+            async move {
+                let hits = index.search(&req).await.unwrap();
+                hits.into_iter()
+                    .map(|h| (h.doc.asset.as_str().to_owned(), h.snippet))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            search("run").await,
+            [(
+                "a".to_owned(),
+                Some("the runners were [running]".to_owned())
+            )]
+        );
+        let hits = search("running").await;
+        assert_eq!(hits.len(), 1, "{hits:?}");
+        assert_eq!(search("runs").await.len(), 2);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! Clauses are combined with OR and ranked by BM25, so a document matching more (and rarer)
 //! clauses ranks higher. Query words go through the same [tokenizer](crate::tokenize) as
 //! documents; a word that tokenizes into several terms (`hello-world`) yields several
-//! clauses. An unterminated quote runs to the end of the query.
+//! clauses. An unterminated quote runs to the end of the query. Clauses are plain
+//! normalised terms: stemming happens at search time, in the index, for the languages of
+//! the documents (see `keyword`), so term and phrase clauses also match inflections there.
 //!
 //! Stop words (`the`, `to`, `of`, … in English) are dropped from the free-word clauses when
 //! the query has other words, so "cook serving seafood to visitors" does not match every

@@ -4,6 +4,15 @@
 //! common Latin accents are folded (`Café` → `cafe`, `Straße` → `strasse`); combining marks
 //! (U+0300–U+036F) are dropped so decomposed and precomposed input index the same term.
 //! Everything else (whitespace, punctuation, `_`, `-`, `/`) separates tokens.
+//!
+//! [`Stemming`] adds language-aware analysis: the Snowball stemmer (`rust-stemmers`) of a
+//! document's language, applied to the normalised tokens. Stems are indexed as separate
+//! terms, [`STEM_MARK`]`<code>:<stem>` (e.g. `"\u{1}en:run"`), which cannot collide with a
+//! raw term because raw terms are alphanumeric.
+
+use std::borrow::Cow;
+
+use rust_stemmers::{Algorithm, Stemmer};
 
 /// One token: its normalised term and the byte span of the original text it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,9 +97,112 @@ pub(crate) fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
     tokenize(text).into_iter().map(|t| t.term)
 }
 
+/// First character of a stem term (never part of a raw term, which is alphanumeric).
+pub(crate) const STEM_MARK: char = '\u{1}';
+
+/// The Snowball stemmer of one supported language.
+pub(crate) struct Stemming {
+    code: &'static str,
+    stemmer: Stemmer,
+}
+
+impl Stemming {
+    /// The stemmer for an ISO 639-1 code (`en`, `fr`, `pt-BR`, `nb_NO`: the primary subtag
+    /// counts, any case), or `None` when the language has no Snowball stemmer here.
+    /// Supported: ar da de el en es fi fr hu it nl no (also nb, nn) pt ro ru sv ta tr.
+    pub fn for_language(language: &str) -> Option<Self> {
+        let primary = language
+            .trim()
+            .split(['-', '_'])
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let (code, algorithm) = match primary.as_str() {
+            "ar" => ("ar", Algorithm::Arabic),
+            "da" => ("da", Algorithm::Danish),
+            "de" => ("de", Algorithm::German),
+            "el" => ("el", Algorithm::Greek),
+            "en" => ("en", Algorithm::English),
+            "es" => ("es", Algorithm::Spanish),
+            "fi" => ("fi", Algorithm::Finnish),
+            "fr" => ("fr", Algorithm::French),
+            "hu" => ("hu", Algorithm::Hungarian),
+            "it" => ("it", Algorithm::Italian),
+            "nl" => ("nl", Algorithm::Dutch),
+            "no" | "nb" | "nn" => ("no", Algorithm::Norwegian),
+            "pt" => ("pt", Algorithm::Portuguese),
+            "ro" => ("ro", Algorithm::Romanian),
+            "ru" => ("ru", Algorithm::Russian),
+            "sv" => ("sv", Algorithm::Swedish),
+            "ta" => ("ta", Algorithm::Tamil),
+            "tr" => ("tr", Algorithm::Turkish),
+            _ => return None,
+        };
+        Some(Self {
+            code,
+            stemmer: Stemmer::create(algorithm),
+        })
+    }
+
+    /// The canonical code of the language (`nb` → `no`).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The stem of a normalised term.
+    pub fn stem<'a>(&self, term: &'a str) -> Cow<'a, str> {
+        self.stemmer.stem(term)
+    }
+
+    /// The index term of `term`'s stem: `\u{1}<code>:<stem>`.
+    pub fn key(&self, term: &str) -> String {
+        format!("{STEM_MARK}{}:{}", self.code, self.stem(term))
+    }
+}
+
+/// `(language code, stem)` of a stem term made by [`Stemming::key`]; `None` for raw terms.
+pub(crate) fn parse_stem_key(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(STEM_MARK)?.split_once(':')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stemming_languages_and_keys() {
+        let en = Stemming::for_language("EN-us").unwrap();
+        assert_eq!(en.code(), "en");
+        assert_eq!(en.stem("running"), "run");
+        assert_eq!(en.key("runs"), "\u{1}en:run");
+        assert_eq!(parse_stem_key(&en.key("runs")), Some(("en", "run")));
+        assert_eq!(parse_stem_key("run"), None);
+        assert_eq!(Stemming::for_language("nb").unwrap().code(), "no");
+        assert!(Stemming::for_language("ja").is_none());
+        assert!(Stemming::for_language("").is_none());
+        // Any normalised token can be stemmed (digits, other scripts, folded accents).
+        for code in [
+            "ar", "da", "de", "el", "en", "es", "fi", "fr", "hu", "it", "nl", "no",
+        ] {
+            let s = Stemming::for_language(code).unwrap();
+            for t in [
+                "2024",
+                "q2",
+                "東京",
+                "москва",
+                "strasse",
+                "a",
+                "ελλαδα",
+                "x1y2z3",
+            ] {
+                assert!(!s.stem(t).is_empty(), "{code} {t}");
+            }
+        }
+        for code in ["pt", "ro", "ru", "sv", "ta", "tr"] {
+            let s = Stemming::for_language(code).unwrap();
+            assert!(!s.stem("tests").is_empty());
+        }
+    }
 
     fn t(s: &str) -> Vec<String> {
         terms(s).collect()

@@ -35,6 +35,7 @@ async fn qdrant_conformance_suite() {
             .filter(|k| !k.is_empty()),
         collection: collection.clone(),
         spaces,
+        ..QdrantConfig::default()
     })
     .await
     .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
