@@ -941,6 +941,67 @@ pub async fn vector_congruence(index: &dyn Index, n_docs: usize, dim: usize) -> 
     recall / QUERIES as f64
 }
 
+/// Where a document's language is known, a query word matches its inflections in that
+/// language (and the snippet highlights them); documents of unknown language match only the
+/// exact form. Queries name the language through the filter, which every backend honours.
+pub async fn language_aware_analysis(index: &dyn Index) {
+    const S: &str = "language_aware_analysis";
+    let t = tenant("language");
+    let mut en = doc(
+        &t,
+        "en",
+        "0",
+        "The children were running along the harbour walls",
+    );
+    en.meta.language = Some("en".into());
+    let mut fr = doc(&t, "fr", "0", "Les enfants mangeaient des crêpes au port");
+    fr.meta.language = Some("fr".into());
+    let unknown = doc(&t, "xx", "0", "A dog runs past the walls");
+    upsert(S, index, &[en, fr, unknown]).await;
+    let query = |q: &str, lang: Option<&str>| {
+        let mut f = SearchFilter::default();
+        if let Some(l) = lang {
+            f.languages = vec![l.to_owned()];
+        }
+        SearchRequest::new(t.clone())
+            .with_text(q)
+            .with_filter(f)
+            .with_limit(10)
+    };
+    let hits = search(S, index, query("runs", Some("en"))).await;
+    assert_eq!(
+        keys(&hits),
+        ["en/0"],
+        "{S}: `runs` finds `running` in English"
+    );
+    let snippet = hits[0].snippet.as_deref().unwrap_or_default();
+    assert!(
+        snippet.contains("[running]"),
+        "{S}: the inflection is highlighted: {snippet:?}"
+    );
+    assert_eq!(
+        keys(&search(S, index, query("mange", Some("fr"))).await),
+        ["fr/0"],
+        "{S}: `mange` finds `mangeaient` in French"
+    );
+    // Without stemming (unknown language) only the exact form matches.
+    assert_eq!(
+        key_set(&search(S, index, query("run", None)).await),
+        set(&["en/0"]),
+        "{S}: `run` finds the English inflection, not the unstemmed `runs`"
+    );
+    assert_eq!(
+        key_set(&search(S, index, query("runs", None)).await),
+        set(&["en/0", "xx/0"]),
+        "{S}: the exact form still matches the unstemmed document"
+    );
+    assert_eq!(
+        key_set(&search(S, index, query("walls", None)).await),
+        set(&["en/0", "xx/0"]),
+        "{S}: exact terms match regardless of language"
+    );
+}
+
 /// Run every scenario on a fresh, empty index.
 pub async fn run_all(index: &dyn Index) {
     upsert_then_keyword_search(index).await;
@@ -958,6 +1019,7 @@ pub async fn run_all(index: &dyn Index) {
     invalid_requests(index).await;
     hybrid_fusion(index).await;
     paging_and_ties(index).await;
+    language_aware_analysis(index).await;
     let recall = vector_congruence(index, 2000, 32).await;
     assert!(
         recall >= 0.98,
