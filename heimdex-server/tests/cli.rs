@@ -162,6 +162,38 @@ fn index_search_show_status_reindex_and_delete() {
         ],
     ));
     assert_eq!(only.as_array().map(Vec::len), Some(1), "{only}");
+    // --asset keeps one asset's moments only (ids as printed by --json).
+    let shots_all = json(&heimdex(
+        &home,
+        &["search", "shot", "--json", "--limit", "50"],
+    ));
+    let first_asset = shots_all[0]["asset"].as_str().expect("asset id").to_owned();
+    let one = json(&heimdex(
+        &home,
+        &[
+            "search",
+            "shot",
+            "--json",
+            "--limit",
+            "50",
+            "--asset",
+            &first_asset,
+        ],
+    ));
+    let one = one.as_array().expect("array");
+    assert!(!one.is_empty());
+    assert!(
+        one.iter().all(|m| m["asset"] == first_asset.as_str()),
+        "{one:?}"
+    );
+    assert!(
+        shots_all
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|m| m["asset"] != first_asset.as_str()),
+        "the unfiltered search spans several assets"
+    );
     let bad = heimdex(&home, &["search", "x", "--time", "later"]);
     assert!(!bad.status.success());
 

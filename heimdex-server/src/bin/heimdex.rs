@@ -160,6 +160,9 @@ struct FilterArgs {
     /// Only these sources (ids as listed by `status --json`; repeatable).
     #[arg(long = "source")]
     sources: Vec<String>,
+    /// Only these assets (ids as in `search --json` / `show`; repeatable).
+    #[arg(long = "asset")]
+    assets: Vec<String>,
     /// Fusion of keyword and meaning: `rrf` (default) or `weighted:KEYWORD,VECTOR`.
     #[arg(long, default_value = "rrf")]
     fusion: String,
@@ -212,6 +215,11 @@ impl FilterArgs {
             .sources
             .iter()
             .map(|s| heimdex_core::SourceId::new(s.clone()))
+            .collect();
+        f.assets = self
+            .assets
+            .iter()
+            .map(|a| heimdex_core::AssetId::new(a.clone()))
             .collect();
         Ok(f)
     }
