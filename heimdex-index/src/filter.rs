@@ -8,13 +8,15 @@
 //! vector search knows exactly how many documents pass before choosing exact scan or graph.
 //!
 //! The time range (segments overlapping `[from, to]`) is the one residual check, done per
-//! candidate with [`SearchFilter::matches`].
+//! candidate with [`SearchFilter::matches`]; so is a path prefix, duration or date range
+//! that spans more than [`MAX_RANGE_VALUES`] distinct values (a union of that many sets
+//! would cost more than checking the candidates).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use heimdex_core::{IndexDoc, SearchFilter, SegmentKind};
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 
 /// Value sets of one tenant's documents.
 #[derive(Debug, Default)]
@@ -34,16 +36,18 @@ pub(crate) struct FilterIndex {
     faces: HashMap<String, RoaringBitmap>,
 }
 
-/// Slots passing a filter: `set` is exact for every field but the time range, which is
-/// left to `residual` (then `SearchFilter::matches` must also be checked per slot).
+/// Slots passing a filter: `set` holds every slot passing the indexed fields. When
+/// `residual` is set, some field (the time range, or a range too wide to union) was not
+/// applied and `SearchFilter::matches` must also be checked per slot.
 #[derive(Debug)]
 pub(crate) struct Allowed {
     pub set: RoaringBitmap,
     pub residual: bool,
 }
 
-/// An `i64` whose order matches `f64::total_cmp`.
+/// An `i64` whose order matches the `f64` order (`-0.0` is taken as `0.0`, as `==` does).
 fn ordered(x: f64) -> i64 {
+    let x = if x == 0.0 { 0.0 } else { x };
     let bits = x.to_bits() as i64;
     bits ^ ((((bits >> 63) as u64) >> 1) as i64)
 }
@@ -96,12 +100,14 @@ where
     out
 }
 
-fn union<'a>(sets: impl Iterator<Item = &'a RoaringBitmap>) -> RoaringBitmap {
-    let mut out = RoaringBitmap::new();
-    for s in sets {
-        out |= s;
-    }
-    out
+/// Range fields spanning more distinct values than this are not unioned (that would cost
+/// more than checking candidates); they are left to the residual per-document check.
+pub(crate) const MAX_RANGE_VALUES: usize = 4_096;
+
+/// Union of a range's sets, or `None` if the range spans more than [`MAX_RANGE_VALUES`].
+fn range_union<'a>(sets: impl Iterator<Item = &'a RoaringBitmap>) -> Option<RoaringBitmap> {
+    let sets: Vec<&RoaringBitmap> = sets.take(MAX_RANGE_VALUES + 1).collect();
+    (sets.len() <= MAX_RANGE_VALUES).then(|| sets.into_iter().union())
 }
 
 impl FilterIndex {
@@ -156,12 +162,22 @@ impl FilterIndex {
     /// The slots passing `f`, out of `live` (all documents). See [`Allowed`].
     pub fn allowed(&self, f: &SearchFilter, live: &RoaringBitmap) -> Allowed {
         let mut set = live.clone();
-        let mut narrow = |s: RoaringBitmap| set &= s;
+        let mut residual = f.time_range.is_some();
+        let mut narrow = |s: Option<RoaringBitmap>| match s {
+            Some(s) => set &= s,
+            None => residual = true,
+        };
         if !f.sources.is_empty() {
-            narrow(any_of(&self.sources, f.sources.iter().map(|s| s.as_str())));
+            narrow(Some(any_of(
+                &self.sources,
+                f.sources.iter().map(|s| s.as_str()),
+            )));
         }
         if !f.assets.is_empty() {
-            narrow(any_of(&self.assets, f.assets.iter().map(|a| a.as_str())));
+            narrow(Some(any_of(
+                &self.assets,
+                f.assets.iter().map(|a| a.as_str()),
+            )));
         }
         if let Some(prefix) = &f.path_prefix {
             let range = self
@@ -169,19 +185,19 @@ impl FilterIndex {
                 .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
                 .take_while(|(p, _)| p.starts_with(prefix.as_str()))
                 .map(|(_, s)| s);
-            narrow(union(range));
+            narrow(range_union(range));
         }
         if !f.kinds.is_empty() {
-            narrow(any_of(&self.kinds, f.kinds.iter()));
+            narrow(Some(any_of(&self.kinds, f.kinds.iter())));
         }
         for t in &f.tags {
-            narrow(self.tags.get(t).cloned().unwrap_or_default());
+            narrow(Some(self.tags.get(t).cloned().unwrap_or_default()));
         }
         if let Some((lo, hi)) = f.duration_range {
             narrow(if lo.is_nan() || hi.is_nan() || lo > hi {
-                RoaringBitmap::new()
+                Some(RoaringBitmap::new())
             } else {
-                union(
+                range_union(
                     self.durations
                         .range(ordered(lo)..=ordered(hi))
                         .map(|(_, s)| s),
@@ -190,40 +206,52 @@ impl FilterIndex {
         }
         if let Some((from, to)) = &f.date_range {
             narrow(if from > to {
-                RoaringBitmap::new()
+                Some(RoaringBitmap::new())
             } else {
-                union(
-                    self.dates
-                        .range::<str, _>((
-                            Bound::Included(from.as_str()),
-                            Bound::Included(to.as_str()),
-                        ))
-                        .map(|(_, s)| s),
-                )
+                let bounds = (Bound::Included(from.as_str()), Bound::Included(to.as_str()));
+                range_union(self.dates.range::<str, _>(bounds).map(|(_, s)| s))
             });
         }
         if !f.languages.is_empty() {
-            narrow(any_of(
+            narrow(Some(any_of(
                 &self.languages,
                 f.languages.iter().map(String::as_str),
-            ));
+            )));
         }
         if let Some(h) = f.has_speech {
-            narrow(self.speech[usize::from(h)].clone());
+            narrow(Some(self.speech[usize::from(h)].clone()));
         }
         if !f.faces.is_empty() {
-            narrow(any_of(&self.faces, f.faces.iter().map(String::as_str)));
+            narrow(Some(any_of(
+                &self.faces,
+                f.faces.iter().map(String::as_str),
+            )));
         }
-        Allowed {
-            set,
-            residual: f.time_range.is_some(),
-        }
+        Allowed { set, residual }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_doc(asset: &str) -> IndexDoc {
+        IndexDoc {
+            tenant: heimdex_core::TenantId::default_tenant(),
+            source: heimdex_core::SourceId::new("s"),
+            asset: heimdex_core::AssetId::new(asset),
+            segment: "0".into(),
+            kind: SegmentKind::Shot,
+            path: String::new(),
+            start_s: 0.0,
+            end_s: 1.0,
+            text: String::new(),
+            thumbnail: None,
+            tags: Vec::new(),
+            vectors: Default::default(),
+            meta: Default::default(),
+        }
+    }
 
     #[test]
     fn ordered_keys_follow_float_order() {
@@ -232,5 +260,49 @@ mod tests {
             assert!(ordered(w[0]) <= ordered(w[1]), "{} {}", w[0], w[1]);
         }
         assert!(ordered(0.5) < ordered(0.75));
+        assert_eq!(ordered(-0.0), ordered(0.0));
+    }
+
+    /// A path prefix spanning more than `MAX_RANGE_VALUES` paths is left to the residual
+    /// check; a narrower one is exact.
+    #[test]
+    fn wide_ranges_become_residual() {
+        let mut idx = FilterIndex::default();
+        let mut live = RoaringBitmap::new();
+        let n = MAX_RANGE_VALUES as u32 + 10;
+        for slot in 0..n {
+            let mut doc = test_doc(&format!("a{slot}"));
+            doc.path = format!("/wide/{slot:06}.mp4");
+            doc.meta.asset_duration_s = Some(f64::from(slot));
+            idx.insert(slot, &doc);
+            live.insert(slot);
+        }
+        let mut f = SearchFilter::default();
+        f.path_prefix = Some("/wide/".into());
+        let a = idx.allowed(&f, &live);
+        assert!(a.residual);
+        assert_eq!(a.set.len(), u64::from(n));
+        f.path_prefix = Some("/wide/0000".into());
+        let a = idx.allowed(&f, &live);
+        assert!(!a.residual);
+        assert_eq!(a.set.len(), 100);
+        let mut f = SearchFilter::default();
+        f.duration_range = Some((10.0, 19.5));
+        let a = idx.allowed(&f, &live);
+        assert!(!a.residual);
+        assert_eq!(
+            a.set.iter().collect::<Vec<_>>(),
+            (10..20).collect::<Vec<_>>()
+        );
+        f.duration_range = Some((0.0, 1e9));
+        assert!(idx.allowed(&f, &live).residual);
+        // Removing restores the sets.
+        let mut doc = test_doc("a15");
+        doc.path = "/wide/000015.mp4".into();
+        doc.meta.asset_duration_s = Some(15.0);
+        idx.remove(15, &doc);
+        live.remove(15);
+        f.duration_range = Some((10.0, 19.5));
+        assert_eq!(idx.allowed(&f, &live).set.len(), 9);
     }
 }
