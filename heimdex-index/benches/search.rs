@@ -228,7 +228,7 @@ fn main() {
     }
     let build = t.elapsed();
     let mut persist_line = None;
-    if let Some(d) = &dir {
+    if let Some(d) = dir.as_ref().filter(|_| existing == 0) {
         let t = Instant::now();
         index.flush_blocking().expect("flush");
         let flush = t.elapsed();

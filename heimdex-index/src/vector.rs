@@ -13,14 +13,13 @@
 //!   the rows, or when the filter is selective (its allowed set, from the filter bitmaps,
 //!   holds less than [`GRAPH_MIN_FILTER_FRACTION`] of the rows): then only the allowed
 //!   slots' rows are scored;
-//! - otherwise the **graph**, with `ef = max(EF_SEARCH_MIN, √live · EF_PER_SQRT_ROW, 2·n)`
-//!   (more for filtered searches), deleted and filtered-out rows traversed but never
-//!   returned; if the graph yields fewer than `n` matches the exact scan answers instead.
+//! - otherwise the **graph**, with `ef = max(EF_SEARCH_MIN, √live · EF_PER_SQRT_ROW, 2·n)`,
+//!   deleted and filtered-out rows traversed but never returned (the beam holds `ef`
+//!   *passing* rows); if the graph yields fewer than `n` matches the exact scan answers
+//!   instead.
 //!
 //! Either way every returned row passes the filter, so filtering is exact; only the
 //! ranking among passing rows is approximate on the graph path.
-
-use std::collections::HashMap;
 
 use roaring::RoaringBitmap;
 
@@ -28,14 +27,66 @@ use crate::hnsw::Hnsw;
 
 /// Live rows from which a space gets a graph (below it the exact scan is cheap: < 1 ms).
 pub(crate) const GRAPH_MIN_ROWS: usize = 5_000;
-/// Filters estimated to pass fewer rows than this fraction use the exact scan.
+/// Filters allowing fewer rows than this fraction use the exact scan.
 pub(crate) const GRAPH_MIN_FILTER_FRACTION: f64 = 0.08;
-/// Smallest beam width of a graph search (raised to `√live / 4` for large spaces).
+/// Smallest beam width of a graph search (raised to `√live · EF_PER_SQRT_ROW` for large spaces).
 pub(crate) const EF_SEARCH_MIN: usize = 96;
 /// Compact (and rebuild the graph) when more than this fraction of rows is deleted.
 pub(crate) const MAX_DELETED_FRACTION: f64 = 0.2;
 /// Graph beam width per square root of the live rows (see [`VectorSpace::search`]).
-pub(crate) const EF_PER_SQRT_ROW: f64 = 0.25;
+pub(crate) const EF_PER_SQRT_ROW: f64 = 0.33;
+
+/// Slot → row of the live rows, as a dense table (slots are small integers: a shard's
+/// slot table), so a lookup is one array read rather than a hash probe.
+#[derive(Debug, Default)]
+struct RowMap {
+    rows: Vec<u32>,
+    live: usize,
+}
+
+impl RowMap {
+    const NONE: u32 = u32::MAX;
+
+    fn get(&self, slot: u32) -> Option<usize> {
+        match self.rows.get(slot as usize) {
+            Some(&r) if r != Self::NONE => Some(r as usize),
+            _ => None,
+        }
+    }
+
+    /// Map `slot` to `row`; the previous row, if any.
+    fn insert(&mut self, slot: u32, row: usize) -> Option<usize> {
+        debug_assert!(row < Self::NONE as usize);
+        let i = slot as usize;
+        if self.rows.len() <= i {
+            self.rows.resize(i + 1, Self::NONE);
+        }
+        let old = std::mem::replace(&mut self.rows[i], row as u32);
+        if old == Self::NONE {
+            self.live += 1;
+            None
+        } else {
+            Some(old as usize)
+        }
+    }
+
+    fn remove(&mut self, slot: u32) -> Option<usize> {
+        let cell = self.rows.get_mut(slot as usize)?;
+        if *cell == Self::NONE {
+            return None;
+        }
+        self.live -= 1;
+        Some(std::mem::replace(cell, Self::NONE) as usize)
+    }
+
+    fn len(&self) -> usize {
+        self.live
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.rows.capacity() * 4
+    }
+}
 
 /// One named space of one tenant.
 #[derive(Debug)]
@@ -48,7 +99,7 @@ pub(crate) struct VectorSpace {
     deleted: Vec<bool>,
     n_deleted: usize,
     /// Document slot → row (live rows only).
-    rows: HashMap<u32, usize>,
+    rows: RowMap,
     graph: Option<Hnsw>,
     /// Live rows from which the graph is built ([`GRAPH_MIN_ROWS`]; lower in tests).
     graph_min: usize,
@@ -98,7 +149,7 @@ impl VectorSpace {
             slots: Vec::new(),
             deleted: Vec::new(),
             n_deleted: 0,
-            rows: HashMap::new(),
+            rows: RowMap::default(),
             graph: None,
             graph_min: graph_min.max(1),
         }
@@ -128,7 +179,7 @@ impl VectorSpace {
         if dim == 0 || data.len() != slots.len() * dim || deleted.len() != slots.len() {
             return Err("vector rows do not match their dimensions".into());
         }
-        let mut rows = HashMap::with_capacity(slots.len());
+        let mut rows = RowMap::default();
         let mut n_deleted = 0;
         for (row, (&slot, &del)) in slots.iter().zip(&deleted).enumerate() {
             if del {
@@ -175,7 +226,7 @@ impl VectorSpace {
         let vectors = self.data.capacity() * 4;
         let other = self.slots.capacity() * 4
             + self.deleted.capacity()
-            + self.rows.capacity() * (4 + 8 + 8)
+            + self.rows.memory_bytes()
             + self.graph.as_ref().map_or(0, Hnsw::memory_bytes);
         (vectors, other)
     }
@@ -183,7 +234,7 @@ impl VectorSpace {
     /// Insert (or replace) the already-normalised vector of `slot`.
     pub fn insert(&mut self, slot: u32, unit: &[f32]) {
         debug_assert_eq!(unit.len(), self.dim);
-        if self.rows.contains_key(&slot) {
+        if self.rows.get(slot).is_some() {
             // The graph's links were built for the old vector: retire the row, append anew.
             self.remove(slot);
         }
@@ -200,7 +251,7 @@ impl VectorSpace {
 
     /// Remove the vector of `slot`, if any.
     pub fn remove(&mut self, slot: u32) {
-        let Some(row) = self.rows.remove(&slot) else {
+        let Some(row) = self.rows.remove(slot) else {
             return;
         };
         self.deleted[row] = true;
@@ -242,8 +293,8 @@ impl VectorSpace {
     #[cfg(test)]
     pub fn get(&self, slot: u32) -> Option<&[f32]> {
         self.rows
-            .get(&slot)
-            .map(|&row| &self.data[row * self.dim..(row + 1) * self.dim])
+            .get(slot)
+            .map(|row| &self.data[row * self.dim..(row + 1) * self.dim])
     }
 
     /// Cosine similarity of `unit` with every live row whose slot passes `keep`.
@@ -270,7 +321,7 @@ impl VectorSpace {
                 .set
                 .iter()
                 .filter_map(|slot| {
-                    let &row = self.rows.get(&slot)?;
+                    let row = self.rows.get(slot)?;
                     let v = &self.data[row * self.dim..(row + 1) * self.dim];
                     k.check
                         .is_none_or(|c| c(slot))
@@ -284,15 +335,17 @@ impl VectorSpace {
         if live < self.graph_min || n.saturating_mul(8) >= live {
             return exact();
         }
-        let mut ef = self.ef(n);
+        let ef = self.ef(n);
         if let Some(k) = &keep {
             let allowed = k.set.len() as usize;
             let frac = allowed.min(live) as f64 / live as f64;
             if frac < GRAPH_MIN_FILTER_FRACTION || n.saturating_mul(8) >= allowed {
                 return exact();
             }
-            // Fewer passing neighbours per hop: widen the beam a little.
-            ef = ef.max((ef as f64 / frac.sqrt()) as usize);
+            // The beam is not widened: the result set counts passing rows only, so a
+            // filtered search already expands ~1/pass-rate more nodes than an unfiltered
+            // one (measured at 1M, kind filter passing 1/3: recall@10 0.987 either way,
+            // p50 5.1 ms unwidened against 9.5 ms with the beam widened by 1/√pass-rate).
         }
         let accept = |row: u32| {
             let row = row as usize;
@@ -310,7 +363,7 @@ impl VectorSpace {
 
     /// Beam width of a graph search for `n` results. Larger graphs need a wider beam for
     /// the same recall (measured on clustered 384-d vectors: ef 96 gives recall@10 ≈ 0.90
-    /// at 1M rows, ≈ 0.999 at 300k).
+    /// at 1M rows, ≈ 0.999 at 300k; at 1M, ef 250 gives 0.977 and ef 330 gives 0.987).
     fn ef(&self, n: usize) -> usize {
         let live = self.rows.len() as f64;
         EF_SEARCH_MIN
