@@ -67,7 +67,7 @@
 //! Testing: the unit tests run the shared conformance suite against an in-process fake of
 //! Qdrant (module `fake`) that interprets the exact requests sent (filters, sparse IDF dot
 //! product, cosine, unordered ties); `tests/qdrant_conformance.rs` runs it against a real
-//! server when `HEIMDEX_QDRANT_URL` is set.
+//! server when `HEIMDEX_QDRANT_URL` is set (it passes against Qdrant 1.18.3).
 //!
 //! Differences from the embedded index: IDF is collection-wide (all tenants), avgdl is a
 //! constant, a phrase scores as the sum of its pairs, stems are matched for the query
@@ -101,6 +101,26 @@ use crate::query::{Clause, request_clauses};
 use crate::tokenize::{Stemming, parse_stem_key};
 
 const INDEX: &str = "qdrant";
+/// Oldest Qdrant server this backend is tested to work with (query API with prefetch,
+/// sparse vectors with the IDF modifier, payload indexes). The conformance suite has run
+/// against 1.18.3.
+pub const MIN_SERVER_VERSION: &str = "1.17.0";
+
+/// Whether a server version string (`1.18.3`, `1.19.0-dev`) is 1.x at or above
+/// [`MIN_SERVER_VERSION`].
+fn server_supported(version: &str) -> bool {
+    let nums = |v: &str| -> Option<(u32, u32)> {
+        let mut it = v.split(['.', '-']);
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    match (nums(version), nums(MIN_SERVER_VERSION)) {
+        (Some((major, minor)), Some((min_major, min_minor))) => {
+            major == min_major && minor >= min_minor
+        }
+        _ => false,
+    }
+}
+
 /// Name of the sparse (keyword) vector.
 pub const SPARSE_VECTOR: &str = "keyword";
 /// Prefixes of terms up to this many characters get a sparse dimension.
@@ -223,11 +243,20 @@ impl QdrantIndex {
                 )));
             }
         }
-        let mut builder = Qdrant::from_url(&config.url);
+        // The client's own version check only prints to stdout; check the server here and
+        // fail with a typed error instead.
+        let mut builder = Qdrant::from_url(&config.url).skip_compatibility_check();
         if let Some(key) = config.api_key.as_ref().filter(|k| !k.is_empty()) {
             builder = builder.api_key(key.clone());
         }
         let client = builder.build().map_err(backend)?;
+        let version = client.health_check().await.map_err(backend)?.version;
+        if !server_supported(&version) {
+            return Err(IndexError::NotSupported {
+                index: INDEX,
+                what: format!("Qdrant server {version} (needs {MIN_SERVER_VERSION} or newer, 1.x)"),
+            });
+        }
         let index = Self {
             client: Client::Remote(client),
             collection: config.collection,
@@ -1215,6 +1244,16 @@ mod fake {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn server_versions() {
+        for ok in ["1.17.0", "1.18.3", "1.19.0-dev", "1.30.1"] {
+            assert!(super::server_supported(ok), "{ok}");
+        }
+        for bad in ["1.16.3", "0.11.0", "2.0.0", "", "garbage"] {
+            assert!(!super::server_supported(bad), "{bad}");
+        }
+    }
+
     use super::*;
     use crate::query::parse;
     use heimdex_core::{SegmentKind, SourceId};
