@@ -794,6 +794,7 @@ fn phrase_matches(lists: &[&Postings]) -> Vec<(u32, u32)> {
 /// Whether at least one clause matches an analysed document (the output of [`analyze`]).
 /// Term and phrase clauses also match through stems in `language` (the document must
 /// have been analysed with it); prefixes match raw terms only.
+#[cfg(any(feature = "qdrant", test))]
 pub(crate) fn analysis_matches(
     analyzed: &BTreeMap<String, Vec<u32>>,
     language: Option<&str>,

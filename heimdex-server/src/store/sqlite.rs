@@ -23,12 +23,11 @@ use heimdex_core::model::{
     SidecarRef, Source, SourceId, TenantId,
 };
 use heimdex_core::store::{AssetQuery, JobQuery, Store, StoreError};
-use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
+use sqlx::{ConnectOptions, Connection, Row};
 
 /// The store's migrations, embedded at compile time.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -39,8 +38,13 @@ const STORE: &str = "sqlite";
 const DEFAULT_LIMIT: u32 = 1000;
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections of a file-backed pool (WAL: readers run concurrently, writers take turns).
-const FILE_POOL_SIZE: u32 = 4;
+/// Connections of a file-backed pool: one. SQLite has one writer at a time anyway, and with
+/// several connections in one process a connection whose read snapshot went stale fails its
+/// write at once with "database is locked" (SQLITE_BUSY_SNAPSHOT is not retried by the busy
+/// timeout; seen once in CI). One connection serialises this process's statements (each is
+/// sub-millisecond next to media work); other processes are still waited for by the busy
+/// timeout, and WAL lets them read while this one writes.
+const FILE_POOL_SIZE: u32 = 1;
 /// Optimistic retries of [`Store::update_job`] when another writer changed the state between
 /// the read and the conditional write.
 const UPDATE_RETRIES: usize = 8;
@@ -100,12 +104,31 @@ impl SqliteStore {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        // WAL is a property of the database file. Switching to it takes an exclusive lock
+        // that the busy timeout does not wait for, so it is done once, here, on a single
+        // connection — not by every pooled connection, where a connection opened while
+        // another one writes would fail with "database is locked".
+        {
+            let mut conn = options.clone().connect().await.map_err(db)?;
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(db)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(db)?;
+            }
+            conn.close().await.map_err(db)?;
+        }
         let pool = SqlitePoolOptions::new()
             .max_connections(FILE_POOL_SIZE)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options)
             .await
             .map_err(db)?;
