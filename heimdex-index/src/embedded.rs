@@ -13,12 +13,10 @@ use heimdex_core::{
     AssetId, Index, IndexDoc, IndexError, SearchFilter, SearchHit, SearchRequest, TenantId,
 };
 
-use roaring::RoaringBitmap;
-
 use crate::filter::{Allowed, FilterIndex};
 use crate::keyword::{InvertedIndex, analyze, snippet};
 use crate::persist;
-use crate::query::{Clause, request_clauses};
+use crate::query::{Clause, request_clauses, request_vector};
 use crate::vector::{Keep, VectorSpace, normalized};
 
 /// Backend name used in errors.
@@ -87,8 +85,6 @@ pub(crate) struct Shard {
     text: InvertedIndex,
     pub spaces: BTreeMap<String, VectorSpace>,
     filters: FilterIndex,
-    /// Occupied slots.
-    live: RoaringBitmap,
 }
 
 #[derive(Debug)]
@@ -132,7 +128,7 @@ impl Shard {
     /// residual (time range), matching it.
     fn passes(&self, slot: u32, filter: Option<(&SearchFilter, &Allowed)>) -> bool {
         match filter {
-            None => self.live.contains(slot),
+            None => self.stored(slot).is_some(),
             Some((f, allowed)) => {
                 allowed.set.contains(slot)
                     && (!allowed.residual || self.stored(slot).is_some_and(|s| f.matches(&s.doc)))
@@ -163,7 +159,6 @@ impl Shard {
         );
         self.text.remove(slot, &analyzed, len);
         self.filters.remove(slot, &stored.doc);
-        self.live.remove(slot);
         for space in self.spaces.values_mut() {
             space.remove(slot);
         }
@@ -183,7 +178,6 @@ impl Shard {
         let (analyzed, len) = analyze(&doc.path, &doc.text, doc.meta.language.as_deref());
         self.text.insert(slot, analyzed, len);
         self.filters.insert(slot, &doc);
-        self.live.insert(slot);
         self.by_key
             .insert((doc.asset.clone(), doc.segment.clone()), slot);
         self.by_asset
@@ -238,12 +232,11 @@ impl Shard {
             }
             shard.index_doc(slot, doc);
         }
-        let empty = shard.slots.iter().filter(|s| s.is_none()).count();
+        // The counts add up, so distinct empty in-range free slots are exactly the empty ones.
         let mut seen = HashSet::with_capacity(free.len());
-        if free.len() != empty
-            || free.iter().any(|&s| {
-                !seen.insert(s) || shard.slots.get(s as usize).is_none_or(Option::is_some)
-            })
+        if free
+            .iter()
+            .any(|&s| !seen.insert(s) || shard.slots.get(s as usize).is_none_or(Option::is_some))
         {
             return Err("free slot list does not match the empty slots".into());
         }
@@ -330,7 +323,7 @@ impl Shard {
 
     /// The slots passing `filter` (from the filter bitmaps).
     fn allowed(&self, filter: &SearchFilter) -> Allowed {
-        self.filters.allowed(filter, &self.live)
+        self.filters.allowed(filter)
     }
 
     fn hit(
@@ -436,22 +429,11 @@ impl State {
         {
             return Err(invalid(format!("bad time range [{from}, {to}]")));
         }
-        let vector = match &req.vector {
+        let vector = match request_vector(req, &self.dims)? {
             Some((space, v)) => {
-                let dim = self
-                    .dims
-                    .get(space)
-                    .copied()
-                    .ok_or_else(|| invalid(format!("unknown vector space `{space}`")))?;
-                if v.len() != dim {
-                    return Err(invalid(format!(
-                        "vector space `{space}` has {dim} dimensions, the query has {}",
-                        v.len()
-                    )));
-                }
                 let unit =
                     normalized(v).ok_or_else(|| invalid("query vector is zero or not finite"))?;
-                Some((space.as_str(), unit))
+                Some((space, unit))
             }
             None => None,
         };

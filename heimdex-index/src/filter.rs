@@ -21,6 +21,8 @@ use roaring::{MultiOps, RoaringBitmap};
 /// Value sets of one tenant's documents.
 #[derive(Debug, Default)]
 pub(crate) struct FilterIndex {
+    /// Every indexed slot (what an empty filter allows).
+    all: RoaringBitmap,
     sources: HashMap<String, RoaringBitmap>,
     assets: HashMap<String, RoaringBitmap>,
     paths: BTreeMap<String, RoaringBitmap>,
@@ -113,6 +115,7 @@ fn range_union<'a>(sets: impl Iterator<Item = &'a RoaringBitmap>) -> Option<Roar
 impl FilterIndex {
     /// Record `doc` at `slot`.
     pub fn insert(&mut self, slot: u32, doc: &IndexDoc) {
+        self.all.insert(slot);
         add(&mut self.sources, doc.source.as_str().to_owned(), slot);
         add(&mut self.assets, doc.asset.as_str().to_owned(), slot);
         add_sorted(&mut self.paths, doc.path.clone(), slot);
@@ -137,6 +140,7 @@ impl FilterIndex {
 
     /// Forget `doc` at `slot` (the same document it was inserted with).
     pub fn remove(&mut self, slot: u32, doc: &IndexDoc) {
+        self.all.remove(slot);
         del(&mut self.sources, &doc.source.as_str().to_owned(), slot);
         del(&mut self.assets, &doc.asset.as_str().to_owned(), slot);
         del_sorted(&mut self.paths, &doc.path, slot);
@@ -159,9 +163,9 @@ impl FilterIndex {
         }
     }
 
-    /// The slots passing `f`, out of `live` (all documents). See [`Allowed`].
-    pub fn allowed(&self, f: &SearchFilter, live: &RoaringBitmap) -> Allowed {
-        let mut set = live.clone();
+    /// The slots passing `f`. See [`Allowed`].
+    pub fn allowed(&self, f: &SearchFilter) -> Allowed {
+        let mut set = self.all.clone();
         let mut residual = f.time_range.is_some();
         let mut narrow = |s: Option<RoaringBitmap>| match s {
             Some(s) => set &= s,
@@ -268,41 +272,38 @@ mod tests {
     #[test]
     fn wide_ranges_become_residual() {
         let mut idx = FilterIndex::default();
-        let mut live = RoaringBitmap::new();
         let n = MAX_RANGE_VALUES as u32 + 10;
         for slot in 0..n {
             let mut doc = test_doc(&format!("a{slot}"));
             doc.path = format!("/wide/{slot:06}.mp4");
             doc.meta.asset_duration_s = Some(f64::from(slot));
             idx.insert(slot, &doc);
-            live.insert(slot);
         }
         let mut f = SearchFilter::default();
         f.path_prefix = Some("/wide/".into());
-        let a = idx.allowed(&f, &live);
+        let a = idx.allowed(&f);
         assert!(a.residual);
         assert_eq!(a.set.len(), u64::from(n));
         f.path_prefix = Some("/wide/0000".into());
-        let a = idx.allowed(&f, &live);
+        let a = idx.allowed(&f);
         assert!(!a.residual);
         assert_eq!(a.set.len(), 100);
         let mut f = SearchFilter::default();
         f.duration_range = Some((10.0, 19.5));
-        let a = idx.allowed(&f, &live);
+        let a = idx.allowed(&f);
         assert!(!a.residual);
         assert_eq!(
             a.set.iter().collect::<Vec<_>>(),
             (10..20).collect::<Vec<_>>()
         );
         f.duration_range = Some((0.0, 1e9));
-        assert!(idx.allowed(&f, &live).residual);
+        assert!(idx.allowed(&f).residual);
         // Removing restores the sets.
         let mut doc = test_doc("a15");
         doc.path = "/wide/000015.mp4".into();
         doc.meta.asset_duration_s = Some(15.0);
         idx.remove(15, &doc);
-        live.remove(15);
         f.duration_range = Some((10.0, 19.5));
-        assert_eq!(idx.allowed(&f, &live).set.len(), 9);
+        assert_eq!(idx.allowed(&f).set.len(), 9);
     }
 }

@@ -97,7 +97,7 @@ use qdrant_client::qdrant::{
 use sha2::{Digest, Sha256};
 
 use crate::keyword::{B, K1, analysis_matches, analyze, snippet};
-use crate::query::{Clause, request_clauses};
+use crate::query::{Clause, request_clauses, request_vector};
 use crate::tokenize::{Stemming, parse_stem_key};
 
 const INDEX: &str = "qdrant";
@@ -935,23 +935,12 @@ impl Index for QdrantIndex {
 
     async fn search(&self, req: &SearchRequest) -> Result<Vec<SearchHit>, IndexError> {
         let clauses = request_clauses(req)?;
-        let vector = match &req.vector {
+        let vector = match request_vector(req, &self.spaces)? {
             Some((space, v)) => {
-                let dim = self
-                    .spaces
-                    .get(space)
-                    .copied()
-                    .ok_or_else(|| invalid(format!("unknown vector space `{space}`")))?;
-                if v.len() != dim {
-                    return Err(invalid(format!(
-                        "vector space `{space}` has {dim} dimensions, the query has {}",
-                        v.len()
-                    )));
-                }
                 if !usable(v) {
                     return Err(invalid("query vector is zero or not finite"));
                 }
-                Some(Signal::Vector(space.clone(), v.clone()))
+                Some(Signal::Vector(space.to_owned(), v.to_vec()))
             }
             None => None,
         };

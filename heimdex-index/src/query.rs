@@ -46,6 +46,29 @@ pub(crate) fn request_clauses(
     }
 }
 
+/// The query vector of a search request, after the checks every backend shares: its space
+/// must be one of `dims` (name → dimensions) and its length that space's. Whether the
+/// vector is usable (finite, non-zero) each backend checks as it prepares it.
+pub(crate) fn request_vector<'r>(
+    req: &'r heimdex_core::SearchRequest,
+    dims: &std::collections::BTreeMap<String, usize>,
+) -> Result<Option<(&'r str, &'r [f32])>, heimdex_core::IndexError> {
+    let invalid = |m: String| heimdex_core::IndexError::InvalidRequest(m);
+    let Some((space, v)) = &req.vector else {
+        return Ok(None);
+    };
+    let dim = *dims
+        .get(space)
+        .ok_or_else(|| invalid(format!("unknown vector space `{space}`")))?;
+    if v.len() != dim {
+        return Err(invalid(format!(
+            "vector space `{space}` has {dim} dimensions, the query has {}",
+            v.len()
+        )));
+    }
+    Ok(Some((space.as_str(), v.as_slice())))
+}
+
 /// Parse a keyword query into de-duplicated clauses (possibly none).
 pub(crate) fn parse(query: &str) -> Vec<Clause> {
     let mut clauses = Vec::new();
