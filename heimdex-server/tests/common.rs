@@ -3,20 +3,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// The samples folder, or `None` (after printing why) when `HEIMDEX_SAMPLES` is not set.
-/// CI and `make test` always set it (`scripts/fetch-samples.sh`).
-pub fn samples() -> Option<PathBuf> {
-    match std::env::var_os("HEIMDEX_SAMPLES").map(PathBuf::from) {
-        Some(p) if p.join("bikes.mp4").exists() => Some(p),
-        Some(p) => panic!(
-            "HEIMDEX_SAMPLES={} has no bikes.mp4; run scripts/fetch-samples.sh",
-            p.display()
-        ),
-        None => {
-            eprintln!("skipped: HEIMDEX_SAMPLES not set (make test sets it)");
-            None
-        }
-    }
+/// The samples folder. Panics with the fix when `HEIMDEX_SAMPLES` is unset or incomplete:
+/// `make test` and CI always fetch the samples first, so a missing folder is a setup error
+/// to report, never a reason to pass without testing.
+pub fn samples() -> PathBuf {
+    let Some(p) = std::env::var_os("HEIMDEX_SAMPLES").map(PathBuf::from) else {
+        panic!("HEIMDEX_SAMPLES is not set: run `make samples` and set HEIMDEX_SAMPLES=samples");
+    };
+    assert!(
+        p.join("bikes.mp4").exists(),
+        "HEIMDEX_SAMPLES={} has no bikes.mp4: run `make samples`",
+        p.display()
+    );
+    p
 }
 
 /// Copy named samples into `dir`.

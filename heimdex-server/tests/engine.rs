@@ -94,7 +94,7 @@ impl ProgressSink for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_loses_no_job() {
-    let Some(samples) = samples() else { return };
+    let samples = samples();
     let tmp = tempfile::tempdir().expect("tmp");
     let lib = tmp.path().join("lib");
     std::fs::create_dir_all(&lib).expect("mkdir");
@@ -124,7 +124,7 @@ async fn restart_loses_no_job() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_is_reported_by_stage_and_percent() {
-    let Some(samples) = samples() else { return };
+    let samples = samples();
     let tmp = tempfile::tempdir().expect("tmp");
     copy_samples(&samples, tmp.path(), &["bigbuckbunny.mp4"]);
     let engine = Engine::open_embedded(&tmp.path().join("home"), cfg())
@@ -173,7 +173,7 @@ async fn progress_is_reported_by_stage_and_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_retry_and_persistent_ones_end_failed_with_reason() {
-    let Some(samples) = samples() else { return };
+    let samples = samples();
     let tmp = tempfile::tempdir().expect("tmp");
     copy_samples(&samples, tmp.path(), &["carphone_pristine.mp4"]);
     let file = tmp.path().join("carphone_pristine.mp4");
@@ -228,7 +228,7 @@ async fn transient_failures_retry_and_persistent_ones_end_failed_with_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes() {
-    let Some(samples) = samples() else { return };
+    let samples = samples();
     let tmp = tempfile::tempdir().expect("tmp");
     copy_samples(&samples, tmp.path(), &["bikes.mp4"]);
     let file = tmp.path().join("bikes.mp4");
@@ -249,6 +249,14 @@ async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes
     let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("zebracorn");
     let moments = engine.search(&req).await.expect("search");
     assert!(!moments.is_empty(), "custom spans are searchable");
+    // The version-1 text is findable now, so its absence after the v2 run below means
+    // the stale documents were replaced, not that the query never matched.
+    let v1_req =
+        heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("\"zebracorn v1\"");
+    assert!(
+        !engine.search(&v1_req).await.expect("search").is_empty(),
+        "the v1 output is searchable before the stage changes"
+    );
     assert!(
         moments[0]
             .snippet
@@ -301,9 +309,8 @@ async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes
     let req =
         heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("\"zebracorn v2\"");
     assert!(!engine.search(&req).await.expect("search").is_empty());
-    let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("v1");
     assert!(
-        engine.search(&req).await.expect("search").is_empty(),
+        engine.search(&v1_req).await.expect("search").is_empty(),
         "no stale documents"
     );
 }
@@ -380,7 +387,7 @@ impl Extractor for Recording {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_resume_from_completed_stages_and_dependents_rerun_when_inputs_change() {
-    let Some(samples) = samples() else { return };
+    let samples = samples();
     let tmp = tempfile::tempdir().expect("tmp");
     copy_samples(&samples, tmp.path(), &["carphone_pristine.mp4"]);
     let file = tmp.path().join("carphone_pristine.mp4");
