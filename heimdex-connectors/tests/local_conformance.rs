@@ -1,4 +1,5 @@
-//! The local connector runs the whole Connector conformance suite, plus local specifics.
+//! The local connector runs the Connector conformance suite (one test per scenario:
+//! `local_folder::paging_is_complete_and_ordered`, ...), plus local specifics.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -6,14 +7,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use heimdex_connectors::{LocalConnector, RangeReader};
 use heimdex_core::Connector;
-use heimdex_core::conformance::connector::{ConnectorFixture, fake_mp4, run_all};
+use heimdex_core::conformance::Fixture;
+use heimdex_core::conformance::connector::{ConnectorFixture, fake_mp4};
 
-struct Fixture {
+struct Folder {
     dir: tempfile::TempDir,
     connector: LocalConnector,
 }
 
-impl Fixture {
+impl Folder {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let connector = LocalConnector::new(dir.path()).expect("connector");
@@ -22,7 +24,7 @@ impl Fixture {
 }
 
 #[async_trait]
-impl ConnectorFixture for Fixture {
+impl ConnectorFixture for Folder {
     fn connector(&self) -> &dyn Connector {
         &self.connector
     }
@@ -40,14 +42,18 @@ impl ConnectorFixture for Fixture {
     }
 }
 
-#[tokio::test]
-async fn local_connector_conformance() {
-    run_all(&Fixture::new()).await;
+async fn folder() -> Fixture<Folder> {
+    Fixture::new(Folder::new())
+}
+
+mod local_folder {
+    use super::*;
+    heimdex_core::connector_conformance_tests!(folder);
 }
 
 #[tokio::test]
 async fn dot_entries_are_skipped_and_single_file_sources_expose_one_key() {
-    let f = Fixture::new();
+    let f = Folder::new();
     f.put(".heimdex/thumbs/x.mp4", &fake_mp4(1, 1)).await;
     f.put(".hidden.mp4", &fake_mp4(1, 1)).await;
     f.put("a.mp4", &fake_mp4(1, 1)).await;
@@ -76,7 +82,7 @@ async fn dot_entries_are_skipped_and_single_file_sources_expose_one_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn range_reader_reads_and_seeks_by_range() {
-    let f = Fixture::new();
+    let f = Folder::new();
     let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
     let mut data = fake_mp4(0, 0);
     data.extend_from_slice(&body);

@@ -1,18 +1,19 @@
-//! `LocalQueue` against the shared `Queue` conformance suite, on a file-backed `SqliteStore`,
-//! with a reopen function that opens a new store + queue on the same file (a restart).
+//! `LocalQueue` against the shared `Queue` conformance suite, one test per scenario: on a
+//! file-backed `SqliteStore` with a reopen function that opens a new store + queue on the same
+//! file (a restart), and in memory. The local queue hands out any tenant's message, so each
+//! scenario gets a queue (a database) of its own.
 
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use heimdex_core::conformance::queue as suite;
+use heimdex_core::conformance::Fixture;
+use heimdex_core::conformance::queue::POLICY;
 use heimdex_core::model::{JobId, TenantId};
 use heimdex_core::queue::{Queue, QueueMessage, RetryPolicy};
 use heimdex_server::queue::LocalQueue;
 use heimdex_server::store::SqliteStore;
 
+/// A short policy for the local-only tests below (the suite uses [`POLICY`]).
 fn policy() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,
@@ -23,26 +24,32 @@ fn policy() -> RetryPolicy {
 
 async fn open(path: PathBuf) -> LocalQueue {
     let store = SqliteStore::open(&path).await.expect("open store");
-    LocalQueue::new(&store, policy()).await.expect("queue")
+    LocalQueue::new(&store, POLICY).await.expect("queue")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_queue_conformance() {
+async fn file_queue() -> Fixture<LocalQueue> {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("heimdex.db");
     let queue = open(path.clone()).await;
-    let reopen = move || -> Pin<Box<dyn Future<Output = Arc<dyn Queue>> + Send>> {
-        let path = path.clone();
-        Box::pin(async move { Arc::new(open(path).await) as Arc<dyn Queue> })
-    };
-    suite::run_all(&queue, Some(&reopen)).await;
+    Fixture::new(queue)
+        .keep(dir)
+        .reopen_with(move || Box::pin(open(path.clone())))
 }
 
-#[tokio::test]
-async fn local_queue_in_memory_conformance_without_reopen() {
+async fn in_memory_queue() -> Fixture<LocalQueue> {
     let store = SqliteStore::in_memory().await.expect("store");
-    let queue = LocalQueue::new(&store, policy()).await.expect("queue");
-    suite::run_all(&queue, None).await;
+    let queue = LocalQueue::new(&store, POLICY).await.expect("queue");
+    Fixture::new(queue).keep(store)
+}
+
+mod local_file {
+    use super::*;
+    heimdex_core::queue_conformance_tests!(file_queue, durable);
+}
+
+mod local_in_memory {
+    use super::*;
+    heimdex_core::queue_conformance_tests!(in_memory_queue);
 }
 
 #[tokio::test]

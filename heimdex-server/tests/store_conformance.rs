@@ -1,24 +1,64 @@
-//! `SqliteStore` against the shared `Store` conformance suite, in memory and on a file, plus
+//! `SqliteStore` against the shared `Store` conformance suite, in memory and on a file (one
+//! test per scenario: `sqlite_in_memory::counts`, `sqlite_file::counts`, ...), plus
 //! persistence across reopening the file.
 
-use heimdex_core::conformance::store as suite;
+use heimdex_core::conformance::Fixture;
 use heimdex_core::model::{Asset, AssetId, AssetState, SourceId, TenantId};
 use heimdex_core::store::Store;
 use heimdex_server::store::SqliteStore;
 
-#[tokio::test]
-async fn sqlite_in_memory_conformance() {
-    let store = SqliteStore::in_memory().await.expect("in-memory store");
-    suite::run_all(&store).await;
+async fn in_memory_store() -> Fixture<SqliteStore> {
+    Fixture::new(SqliteStore::in_memory().await.expect("in-memory store"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_file_conformance() {
+/// One file store shared by nothing else; the scenarios would also pass on a shared one
+/// (each works in its own random tenant).
+async fn file_store() -> Fixture<SqliteStore> {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("nested/dir/heimdex.db"))
         .await
         .expect("open file store");
-    suite::run_all(&store).await;
+    Fixture::new(store).keep(dir)
+}
+
+mod sqlite_in_memory {
+    use super::*;
+    heimdex_core::store_conformance_tests!(in_memory_store);
+}
+
+mod sqlite_file {
+    use super::*;
+    heimdex_core::store_conformance_tests!(file_store);
+}
+
+/// All scenarios on one file store that already holds rows of another tenant and of
+/// earlier scenarios: the suite must not assume an empty store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_shared_by_all_scenarios() {
+    let fixture = file_store().await;
+    let store = fixture.backend();
+    let other = TenantId::new("someone-else");
+    let source = SourceId::new("folder");
+    let asset = Asset {
+        tenant: other.clone(),
+        id: AssetId::derive(&other, &source, "x.mp4"),
+        source,
+        key: "x.mp4".into(),
+        version: "v1".into(),
+        size: 1,
+        state: AssetState::Pending,
+        sidecar: None,
+        duration_s: None,
+        updated_ms: 1,
+    };
+    store.upsert_asset(&asset).await.expect("upsert");
+    heimdex_core::conformance::store::run_all(store).await;
+    heimdex_core::conformance::store::run_all(store).await;
+    assert_eq!(
+        store.get_asset(&other, &asset.id).await.expect("get"),
+        Some(asset),
+        "the other tenant's row is untouched"
+    );
 }
 
 #[tokio::test]

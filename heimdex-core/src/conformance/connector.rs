@@ -28,16 +28,32 @@ pub fn fake_mp4(len: usize, fill: u8) -> Vec<u8> {
     v
 }
 
-/// Run every scenario, in order. The fixture must start empty.
-pub async fn run_all(f: &dyn ConnectorFixture) {
-    list_empty(f).await;
-    detects_video_by_content_and_name(f).await;
-    stat_matches_listing(f).await;
-    read_range_semantics(f).await;
-    paging_is_complete_and_ordered(f).await;
-    prefix_filter(f).await;
-    changes_since_cursor(f).await;
-    invalid_tokens_are_typed_errors(f).await;
+/// The Connector scenarios, in order. Adding a scenario is one line here.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __connector_scenarios {
+    ($mode:ident $arg:expr) => {
+        $crate::__conformance_expand! { $mode connector, $arg;
+            list_empty,
+            detects_video_by_content_and_name,
+            stat_matches_listing,
+            read_range_semantics,
+            paging_is_complete_and_ordered,
+            prefix_filter,
+            changes_since_cursor,
+            invalid_tokens_are_typed_errors,
+        }
+    };
+}
+
+/// One `#[tokio::test]` per Connector scenario. The argument is a factory, called once per
+/// scenario, returning a future of a [`Fixture`](crate::conformance::Fixture) whose backend
+/// implements [`ConnectorFixture`]. Each scenario clears the fixture's storage first.
+#[macro_export]
+macro_rules! connector_conformance_tests {
+    ($make:expr $(,)?) => {
+        $crate::__connector_scenarios! { tests $make }
+    };
 }
 
 async fn clear(f: &dyn ConnectorFixture) {

@@ -1,12 +1,19 @@
 //! Conformance suite for the [`Queue`] trait.
 //!
-//! Build the queue under test fresh and empty with a short [`RetryPolicy`](crate::queue::RetryPolicy) (for example
-//! `max_attempts: 3, base_backoff: 100 ms, max_backoff: 1 s`) and call [`run_all`]. The suite
-//! reads [`Queue::retry_policy`] instead of assuming one; it needs `max_attempts >= 2`, and its
-//! running time grows with the backoff (about 1.5 s with the policy above).
+//! A backend's test file invokes [`queue_conformance_tests!`](crate::queue_conformance_tests)
+//! with a factory returning a [`Fixture`](super::Fixture) of a queue built with a retry
+//! policy of `max_attempts >= 2` and a backoff well above scheduling noise ([`POLICY`] is
+//! the recommended one); that expands to one `#[tokio::test]` per scenario. The suite reads
+//! [`Queue::retry_policy`] instead of assuming one.
 //!
-//! Every scenario settles all messages it enqueued (dead letters stay, and are found by job
-//! id), so scenarios can share one queue. A failing scenario panics with its name.
+//! A queue hands out any tenant's message, so the factory gives each scenario a queue of its
+//! own: a fresh namespace on a shared server, a fresh file or in-memory database locally.
+//! Every scenario settles the messages it enqueued (dead letters stay, found by job id).
+//!
+//! Timing: leases that must expire are [`SHORT`] (1.5 s), backoffs come from the policy
+//! (1 s with [`POLICY`]), so a check made "during a lease" or "before the backoff" has over
+//! a second of margin on a loaded machine. A check that nonetheless could not be made in
+//! time fails naming the stall; none is skipped.
 //!
 //! Scenarios:
 //! - [`enqueue_reserve_ack`]: one message through, then the queue is empty.
@@ -21,68 +28,84 @@
 //!   enqueuing the job again makes it deliverable from attempt 1.
 //! - [`extend_keeps_lease`]: extend keeps a delivery past its original visibility.
 //! - [`stats_counts`]: ready, delayed, in-flight and dead counts.
-//! - [`durability`] (only with a [`Reopen`] function): enqueued, reserved-unacked and
-//!   nacked messages all survive reopening the queue.
+//! - [`durability`] (only in the `durable` variant, whose fixture has a reopen function):
+//!   enqueued, reserved-unacked and nacked messages all survive reopening the queue.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::model::{JobId, TenantId};
-use crate::queue::{Delivery, NackOutcome, Queue, QueueError, QueueMessage, QueueStats};
+use crate::model::JobId;
+use crate::queue::{
+    Delivery, NackOutcome, Queue, QueueError, QueueMessage, QueueStats, RetryPolicy,
+};
 
-use super::store::run_scenario;
+use super::Fixture;
 
-/// Opens the queue under test again on the same durable state, as a restarted process would.
-/// Used by [`durability`]; pass `None` to [`run_all`] for a queue that is not durable.
-pub type Reopen = dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn Queue>> + Send>> + Send + Sync;
+/// The recommended retry policy for the suite: three attempts, 1 s then 2 s of backoff.
+pub const POLICY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base_backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(2),
+};
 
 /// A lease long enough never to expire during a scenario.
-const LONG: Duration = Duration::from_secs(30);
-/// A short lease that scenarios let expire.
-const SHORT: Duration = Duration::from_millis(200);
-/// Slack added to sleeps so that a deadline has surely passed.
-const SLACK: Duration = Duration::from_millis(60);
+const LONG: Duration = Duration::from_secs(60);
+/// A short lease that scenarios let expire; every check made during it has over a second
+/// of margin.
+pub const SHORT: Duration = Duration::from_millis(1_500);
+/// Slack added to sleeps so that a deadline has surely passed (sleeping longer is always
+/// safe; only checks made *before* a deadline need a margin).
+const SLACK: Duration = Duration::from_millis(100);
 
-/// Run every scenario in order; `reopen` enables [`durability`]. Panics naming the failing
-/// scenario.
-pub async fn run_all(queue: &dyn Queue, reopen: Option<&Reopen>) {
-    let policy = queue.retry_policy();
+/// The Queue scenarios, in order. Adding a scenario is one line here.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __queue_scenarios {
+    ($mode:ident $arg:expr) => {
+        $crate::__conformance_expand! { $mode queue, $arg;
+            enqueue_reserve_ack,
+            fifo_order,
+            duplicate_enqueue_is_noop,
+            reserved_is_invisible,
+            concurrent_reserve_is_exclusive,
+            lease_expiry_redelivers,
+            nack_backoff,
+            dead_letter_after_max_attempts,
+            extend_keeps_lease,
+            stats_counts,
+        }
+    };
+}
+
+/// One `#[tokio::test]` per Queue scenario. The argument is a factory, called once per
+/// scenario, returning a future of a [`Fixture`](crate::conformance::Fixture) of a queue no
+/// other scenario uses. With `, durable` the fixture must have a reopen function
+/// ([`Fixture::reopen_with`](crate::conformance::Fixture::reopen_with)) and
+/// [`durability`](crate::conformance::queue::durability) runs too.
+#[macro_export]
+macro_rules! queue_conformance_tests {
+    ($make:expr $(,)?) => {
+        $crate::__queue_scenarios! { tests $make }
+    };
+    ($make:expr, durable $(,)?) => {
+        $crate::__queue_scenarios! { tests $make }
+
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn durability() {
+            let fixture = ($make)().await;
+            $crate::conformance::queue::durability(&fixture).await;
+        }
+    };
+}
+
+/// Fails, naming the stall, when more than `limit` has passed since `since`: a check that
+/// had to be made before a deadline could not be. Never a silent skip.
+fn in_time(since: Instant, limit: Duration, what: &str) {
+    let elapsed = since.elapsed();
     assert!(
-        policy.max_attempts >= 2,
-        "queue conformance needs a RetryPolicy with max_attempts >= 2, got {policy:?}"
+        elapsed < limit,
+        "{what}: the check could not be made in time ({elapsed:?} elapsed, deadline \
+         {limit:?}); the machine stalled longer than the lease/backoff margin"
     );
-    let q = "queue";
-    run_scenario(q, "enqueue_reserve_ack", enqueue_reserve_ack(queue)).await;
-    run_scenario(q, "fifo_order", fifo_order(queue)).await;
-    run_scenario(
-        q,
-        "duplicate_enqueue_is_noop",
-        duplicate_enqueue_is_noop(queue),
-    )
-    .await;
-    run_scenario(q, "reserved_is_invisible", reserved_is_invisible(queue)).await;
-    run_scenario(
-        q,
-        "concurrent_reserve_is_exclusive",
-        concurrent_reserve_is_exclusive(queue),
-    )
-    .await;
-    run_scenario(q, "lease_expiry_redelivers", lease_expiry_redelivers(queue)).await;
-    run_scenario(q, "nack_backoff", nack_backoff(queue)).await;
-    run_scenario(
-        q,
-        "dead_letter_after_max_attempts",
-        dead_letter_after_max_attempts(queue),
-    )
-    .await;
-    run_scenario(q, "extend_keeps_lease", extend_keeps_lease(queue)).await;
-    run_scenario(q, "stats_counts", stats_counts(queue)).await;
-    match reopen {
-        Some(reopen) => run_scenario(q, "durability", durability(queue, reopen)).await,
-        None => eprintln!("queue conformance: skipping `durability` (no reopen function given)"),
-    }
 }
 
 fn ok<T>(what: &str, r: Result<T, QueueError>) -> T {
@@ -94,7 +117,7 @@ fn ok<T>(what: &str, r: Result<T, QueueError>) -> T {
 
 fn message() -> QueueMessage {
     QueueMessage {
-        tenant: TenantId::new("conf-queue"),
+        tenant: super::unique_tenant("conf-queue", "msg"),
         job: JobId::random(),
     }
 }
@@ -108,6 +131,16 @@ async fn reserve_some(queue: &dyn Queue, visibility: Duration, what: &str) -> De
 
 async fn assert_empty(queue: &dyn Queue, what: &str) {
     if let Some(d) = ok(what, queue.reserve(LONG).await) {
+        panic!("{what}: expected no deliverable message, got {d:?}");
+    }
+}
+
+/// Nothing is deliverable, checked before `deadline` (counted from `since`, taken before the
+/// lease or backoff began). A delivery after the deadline is a stall, reported as such.
+async fn assert_empty_before(queue: &dyn Queue, since: Instant, deadline: Duration, what: &str) {
+    let got = ok(what, queue.reserve(LONG).await);
+    in_time(since, deadline, what);
+    if let Some(d) = got {
         panic!("{what}: expected no deliverable message, got {d:?}");
     }
 }
@@ -230,9 +263,10 @@ pub async fn concurrent_reserve_is_exclusive(queue: &dyn Queue) {
 pub async fn lease_expiry_redelivers(queue: &dyn Queue) {
     let m = message();
     ok("enqueue", queue.enqueue(&m).await);
+    let reserved_at = Instant::now();
     let first = reserve_some(queue, SHORT, "reserve").await;
-    assert_empty(queue, "during the lease").await;
-    tokio::time::sleep(SHORT + SLACK).await;
+    assert_empty_before(queue, reserved_at, SHORT, "during the lease").await;
+    tokio::time::sleep_until((reserved_at + SHORT + SLACK).into()).await;
 
     let second = reserve_some(queue, LONG, "redelivery after lease expiry").await;
     assert_eq!(second.message, m);
@@ -283,19 +317,9 @@ pub async fn nack_backoff(queue: &dyn Queue) {
     let backoff = policy.backoff(d.attempt);
     assert_eq!(outcome, NackOutcome::Retry { after: backoff });
 
-    let early = ok("reserve during backoff", queue.reserve(LONG).await);
-    if nacked_at.elapsed() < backoff {
-        assert!(early.is_none(), "delivered before its backoff: {early:?}");
-    } else {
-        eprintln!("queue conformance: nack_backoff: machine too slow to check the early reserve");
-    }
-    let d2 = match early {
-        Some(d2) => d2,
-        None => {
-            tokio::time::sleep(backoff.saturating_sub(nacked_at.elapsed()) + SLACK).await;
-            reserve_some(queue, LONG, "reserve after backoff").await
-        }
-    };
+    assert_empty_before(queue, nacked_at, backoff, "reserve during the backoff").await;
+    tokio::time::sleep_until((nacked_at + backoff + SLACK).into()).await;
+    let d2 = reserve_some(queue, LONG, "reserve after backoff").await;
     assert_eq!(d2.message, m);
     assert_eq!(d2.attempt, d.attempt + 1);
     assert_stale(queue.ack(&d).await, "ack of the nacked delivery");
@@ -306,6 +330,10 @@ pub async fn nack_backoff(queue: &dyn Queue) {
 /// The nack of attempt `max_attempts` dead-letters the message with its reason and attempts.
 pub async fn dead_letter_after_max_attempts(queue: &dyn Queue) {
     let policy = queue.retry_policy();
+    assert!(
+        policy.max_attempts >= 2,
+        "queue conformance needs a RetryPolicy with max_attempts >= 2, got {policy:?}"
+    );
     let dead_before = stats(queue).await.dead;
     let m = message();
     ok("enqueue", queue.enqueue(&m).await);
@@ -368,10 +396,12 @@ pub async fn dead_letter_after_max_attempts(queue: &dyn Queue) {
 pub async fn extend_keeps_lease(queue: &dyn Queue) {
     let m = message();
     ok("enqueue", queue.enqueue(&m).await);
+    let reserved_at = Instant::now();
     let d = reserve_some(queue, SHORT, "reserve").await;
-    tokio::time::sleep(SHORT / 2).await;
-    ok("extend", queue.extend(&d, SHORT * 3).await);
-    tokio::time::sleep(SHORT / 2 + SLACK + SLACK).await;
+    let extended = queue.extend(&d, LONG).await;
+    in_time(reserved_at, SHORT, "extend within the original lease");
+    ok("extend", extended);
+    tokio::time::sleep_until((reserved_at + SHORT + SLACK).into()).await;
     // Past the original lease: still reserved, still ours.
     assert_empty(queue, "extended lease").await;
     ok("extend again", queue.extend(&d, LONG).await);
@@ -379,49 +409,46 @@ pub async fn extend_keeps_lease(queue: &dyn Queue) {
     assert_empty(queue, "after ack").await;
 }
 
-/// Stats count ready, delayed, in-flight and dead messages.
+/// Stats count ready, delayed, in-flight and dead messages (as changes from the counts the
+/// scenario found, so it needs no empty queue).
 pub async fn stats_counts(queue: &dyn Queue) {
     let policy = queue.retry_policy();
     let base = stats(queue).await;
-    assert_eq!(
-        (base.ready, base.delayed, base.in_flight),
-        (0, 0, 0),
-        "previous scenarios settled everything: {base:?}"
-    );
+    let delta = |s: &QueueStats| {
+        (
+            s.ready - base.ready,
+            s.delayed - base.delayed,
+            s.in_flight - base.in_flight,
+            s.dead - base.dead,
+        )
+    };
     let msgs: Vec<QueueMessage> = (0..4).map(|_| message()).collect();
     for m in &msgs {
         ok("enqueue", queue.enqueue(m).await);
     }
     let s = stats(queue).await;
-    assert_eq!(
-        (s.ready, s.delayed, s.in_flight, s.dead),
-        (4, 0, 0, base.dead),
-        "{s:?}"
-    );
+    assert_eq!(delta(&s), (4, 0, 0, 0), "{s:?} (before: {base:?})");
 
     let a = reserve_some(queue, LONG, "reserve a").await;
     let s = stats(queue).await;
-    assert_eq!((s.ready, s.delayed, s.in_flight), (3, 0, 1), "{s:?}");
+    assert_eq!(delta(&s), (3, 0, 1, 0), "{s:?} (before: {base:?})");
 
     let b = reserve_some(queue, LONG, "reserve b").await;
     let nacked_at = Instant::now();
     ok("nack b", queue.nack(&b, "later").await);
     let s = stats(queue).await;
-    if nacked_at.elapsed() < policy.backoff(b.attempt) {
-        assert_eq!((s.ready, s.delayed, s.in_flight), (2, 1, 1), "{s:?}");
-    } else {
-        eprintln!("queue conformance: stats_counts: machine too slow to check `delayed`");
-    }
+    in_time(
+        nacked_at,
+        policy.backoff(b.attempt),
+        "stats during the backoff",
+    );
+    assert_eq!(delta(&s), (2, 1, 1, 0), "{s:?} (before: {base:?})");
 
     // An expired lease counts as ready again, not in flight.
     let c = reserve_some(queue, SHORT, "reserve c").await;
     tokio::time::sleep(policy.backoff(b.attempt).max(SHORT) + SLACK).await;
     let s = stats(queue).await;
-    assert_eq!(
-        (s.ready, s.delayed, s.in_flight, s.dead),
-        (3, 0, 1, base.dead),
-        "{s:?}"
-    );
+    assert_eq!(delta(&s), (3, 0, 1, 0), "{s:?} (before: {base:?})");
 
     ok("ack a", queue.ack(&a).await);
     assert_stale(queue.ack(&c).await, "ack of c after its lease");
@@ -430,34 +457,35 @@ pub async fn stats_counts(queue: &dyn Queue) {
         ok("ack", queue.ack(&d).await);
     }
     let s = stats(queue).await;
-    assert_eq!(
-        (s.ready, s.delayed, s.in_flight, s.dead),
-        (0, 0, 0, base.dead),
-        "{s:?}"
-    );
+    assert_eq!(delta(&s), (0, 0, 0, 0), "{s:?} (before: {base:?})");
 }
 
 /// Messages survive reopening: ready ones, a reserved-but-unacked one (after its lease) and a
 /// nacked one (after its backoff).
-pub async fn durability(queue: &dyn Queue, reopen: &Reopen) {
+pub async fn durability<Q: Queue>(fixture: &Fixture<Q>) {
+    let queue: &dyn Queue = fixture.backend();
     let policy = queue.retry_policy();
     let msgs: Vec<QueueMessage> = (0..4).map(|_| message()).collect();
     for m in &msgs {
         ok("enqueue", queue.enqueue(m).await);
     }
     // msgs[0]: reserved and never acked (the worker "crashes").
+    let reserved_at = Instant::now();
     let lost = reserve_some(queue, SHORT, "reserve 0").await;
     assert_eq!(lost.message, msgs[0]);
     // msgs[1]: nacked, waiting for its backoff.
     let nacked = reserve_some(queue, LONG, "reserve 1").await;
     assert_eq!(nacked.message, msgs[1]);
     ok("nack 1", queue.nack(&nacked, "retry me").await);
+    // Until then msgs[0] and msgs[1] are hidden (the nack came after `reserved_at`).
+    let hidden = SHORT.min(policy.backoff(nacked.attempt));
 
-    let reopened = reopen().await;
-    let q2: &dyn Queue = reopened.as_ref();
+    let reopened = fixture.reopen().await;
+    let q2: &dyn Queue = &reopened;
 
     let mut seen = Vec::new();
-    let deadline = Instant::now() + SHORT + policy.backoff(nacked.attempt) + Duration::from_secs(2);
+    let mut first_two_at = None;
+    let deadline = Instant::now() + SHORT + policy.backoff(nacked.attempt) + Duration::from_secs(5);
     while seen.len() < msgs.len() {
         match ok("reserve after reopen", q2.reserve(LONG).await) {
             Some(d) => {
@@ -473,6 +501,9 @@ pub async fn durability(queue: &dyn Queue, reopen: &Reopen) {
                 ok("ack after reopen", q2.ack(&d).await);
                 assert!(!seen.contains(&idx), "message {idx} delivered twice");
                 seen.push(idx);
+                if seen.len() == 2 {
+                    first_two_at = Some(reserved_at.elapsed());
+                }
             }
             None => {
                 assert!(
@@ -484,6 +515,12 @@ pub async fn durability(queue: &dyn Queue, reopen: &Reopen) {
         }
     }
     // The ready ones come first, in order; the others once their lease / backoff is over.
+    let first_two_at = first_two_at.unwrap_or_default();
+    assert!(
+        first_two_at < hidden,
+        "durability: the reopen took {first_two_at:?}, longer than the {hidden:?} the \
+         reserved and nacked messages stay hidden; the order check could not be made"
+    );
     assert_eq!(
         &seen[..2],
         &[2, 3],

@@ -1,8 +1,10 @@
 //! Conformance suite for the [`Store`] trait.
 //!
-//! Every backend's test builds a fresh, empty store and calls [`run_all`]. Each scenario works
-//! in its own tenant(s), so scenarios do not see each other's rows and can run in any order on
-//! the same store. A failing scenario panics with its name.
+//! A backend's test file invokes [`store_conformance_tests!`](crate::store_conformance_tests)
+//! with a factory returning a [`Fixture`](super::Fixture) of the store; that expands to one
+//! `#[tokio::test]` per scenario. Each scenario works in its own random tenant(s), so it
+//! neither sees nor disturbs other scenarios or data already in the store, and the suite can
+//! run against a shared database.
 //!
 //! Scenarios:
 //! - [`sources`]: upsert, get, list by id, cursor update by upsert.
@@ -18,12 +20,7 @@
 //! - [`tenant_isolation`]: tenant B neither sees nor changes tenant A's rows.
 //! - [`persons`]: upsert (insert, rename, move centroid), list by id, per tenant.
 
-use std::any::Any;
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use crate::model::{
     Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Person, Segment, SegmentKind,
@@ -31,62 +28,43 @@ use crate::model::{
 };
 use crate::store::{AssetQuery, JobQuery, Store, StoreError};
 
-/// Run every scenario in order on a fresh, empty store; panics naming the failing scenario.
-pub async fn run_all(store: &dyn Store) {
-    step("sources", sources(store)).await;
-    step("assets_upsert_get", assets_upsert_get(store)).await;
-    step("assets_list_paging", assets_list_paging(store)).await;
-    step("delete_asset_cascades", delete_asset_cascades(store)).await;
-    step("jobs_create_get_list", jobs_create_get_list(store)).await;
-    step("job_state_machine", job_state_machine(store)).await;
-    step("job_failure_persists", job_failure_persists(store)).await;
-    step(
-        "job_state_json_round_trip",
-        job_state_json_round_trip(store),
-    )
-    .await;
-    step("segments_replace_list", segments_replace_list(store)).await;
-    step("counts", counts(store)).await;
-    step("tenant_isolation", tenant_isolation(store)).await;
-    step("persons", persons(store)).await;
-}
-
-/// Runs one scenario of `suite`; a panic inside it is re-raised with the scenario's name.
-pub(crate) async fn run_scenario(suite: &str, name: &str, scenario: impl Future<Output = ()>) {
-    if let Err(payload) = (CatchUnwind {
-        inner: Box::pin(scenario),
-    })
-    .await
-    {
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("(non-string panic)");
-        panic!("{suite} conformance scenario `{name}` failed: {msg}");
-    }
-}
-
-async fn step(name: &str, scenario: impl Future<Output = ()>) {
-    run_scenario("store", name, scenario).await;
-}
-
-/// Polls a future, turning a panic while polling into an error (a tiny `catch_unwind`).
-struct CatchUnwind<F> {
-    inner: Pin<Box<F>>,
-}
-
-impl<F: Future<Output = ()>> Future for CatchUnwind<F> {
-    type Output = Result<(), Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.inner.as_mut();
-        match std::panic::catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-            Err(payload) => Poll::Ready(Err(payload)),
+/// The Store scenarios, in order. Adding a scenario is one line here.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_scenarios {
+    ($mode:ident $arg:expr) => {
+        $crate::__conformance_expand! { $mode store, $arg;
+            sources,
+            assets_upsert_get,
+            assets_list_paging,
+            delete_asset_cascades,
+            jobs_create_get_list,
+            job_state_machine,
+            job_failure_persists,
+            job_state_json_round_trip,
+            segments_replace_list,
+            counts,
+            tenant_isolation,
+            persons,
         }
-    }
+    };
+}
+
+/// One `#[tokio::test]` per Store scenario. The argument is a factory, called once per
+/// scenario, returning a future of a [`Fixture`](crate::conformance::Fixture) whose backend
+/// implements [`Store`](crate::store::Store) (a function name, or `async || ...`). Invoke it
+/// inside a module named after the backend, so a failure reads `sqlite_file::counts`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr $(,)?) => {
+        $crate::__store_scenarios! { tests $make }
+    };
+}
+
+/// Every scenario in order on one store, which may already hold other data (a store shared
+/// by the whole run, as a server database would be). Panics on the first failure.
+pub async fn run_all(store: &dyn Store) {
+    crate::__store_scenarios! { run store }
 }
 
 fn ok<T>(what: &str, r: Result<T, StoreError>) -> T {
@@ -97,7 +75,7 @@ fn ok<T>(what: &str, r: Result<T, StoreError>) -> T {
 }
 
 fn tenant(name: &str) -> TenantId {
-    TenantId::new(format!("conf-store-{name}"))
+    super::unique_tenant("conf-store", name)
 }
 
 /// A source in `tenant`.
