@@ -44,6 +44,9 @@ pub struct EmbeddedIndex {
     dir: Option<PathBuf>,
     dirty: AtomicBool,
     flush_lock: Mutex<()>,
+    /// Live vectors from which a space created by this handle gets its HNSW graph
+    /// (`None`: the default, 5 000).
+    graph_min_rows: Option<usize>,
 }
 
 impl fmt::Debug for EmbeddedIndex {
@@ -523,7 +526,17 @@ impl EmbeddedIndex {
             dir,
             dirty: AtomicBool::new(false),
             flush_lock: Mutex::new(()),
+            graph_min_rows: None,
         }
+    }
+
+    /// Give vector spaces created from now on an HNSW graph from `rows` live vectors instead
+    /// of 5 000, so tests reach the graph path with small corpora (the conformance suite runs
+    /// once this way). Spaces loaded from a snapshot keep the default.
+    #[must_use]
+    pub fn with_graph_min_rows(mut self, rows: usize) -> Self {
+        self.graph_min_rows = Some(rows);
+        self
     }
 
     /// An empty index that lives only in memory (`flush` is a no-op).
@@ -580,6 +593,17 @@ impl EmbeddedIndex {
         let mut state = self.write();
         let (prepared, new_dims) = state.prepare(docs)?;
         self.dirty.store(true, Ordering::SeqCst);
+        if let Some(rows) = self.graph_min_rows {
+            for p in &prepared {
+                let shard = state.shards.entry(p.doc.tenant.clone()).or_default();
+                for (space, unit) in &p.vectors {
+                    shard
+                        .spaces
+                        .entry(space.clone())
+                        .or_insert_with(|| VectorSpace::with_graph_min(unit.len(), rows));
+                }
+            }
+        }
         state.apply(prepared, new_dims)
     }
 

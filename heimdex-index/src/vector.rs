@@ -483,9 +483,38 @@ mod tests {
         assert!(recall(&s, None) >= 0.98);
         let third: &dyn Fn(u32) -> bool = &|slot| slot.is_multiple_of(3);
         assert!(recall(&s, Some(third)) >= 0.98);
-        // Selective filter: exact scan.
-        let rare: &dyn Fn(u32) -> bool = &|slot| slot.is_multiple_of(97);
-        assert_eq!(recall(&s, Some(rare)), 1.0);
+        // Selective filter (5 % of the rows: under GRAPH_MIN_FILTER_FRACTION, but with
+        // 8·n < allowed, so only the fraction rule sends it to the exact scan): the exact
+        // scan visits exactly the allowed slots, in ascending order, once each, and has
+        // perfect recall. A graph search would visit them in graph order.
+        let rare = |slot: u32| slot.is_multiple_of(20);
+        let set: RoaringBitmap = (0..4_000u32).filter(|&x| rare(x)).collect();
+        assert!((set.len() as f64) < GRAPH_MIN_FILTER_FRACTION * s.len() as f64);
+        assert!(10 * 8 < set.len() as usize);
+        for q in &queries {
+            let visited = std::cell::RefCell::new(Vec::new());
+            let check = |slot: u32| {
+                visited.borrow_mut().push(slot);
+                true
+            };
+            let keep = Keep {
+                set: &set,
+                check: Some(&check),
+            };
+            let mut got = s.search(q, 10, Some(keep));
+            assert_eq!(
+                visited.into_inner(),
+                set.iter().collect::<Vec<_>>(),
+                "selective filter: the exact scan over the allowed slots"
+            );
+            got.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let got: Vec<u32> = got.into_iter().take(10).map(|h| h.0).collect();
+            assert_eq!(
+                got,
+                exact_top(&s, q, 10, &rare),
+                "selective filter: exact top 10"
+            );
+        }
         // Deleted rows never come back; replacing moves a document.
         for slot in (0..4_000u32).step_by(10) {
             s.remove(slot);

@@ -1,22 +1,60 @@
-//! The shared `Index` conformance suite, plus persistence, for [`EmbeddedIndex`].
+//! The shared `Index` conformance suite, plus persistence, for [`EmbeddedIndex`]: one test
+//! per scenario (`embedded::filter_congruence`, ...), and the whole suite again with the HNSW
+//! graph threshold lowered from 5 000 to 16 vectors (`embedded_graph::...`), so graph
+//! maintenance and (filtered) graph search are congruence-tested at index level too.
 
 use std::collections::BTreeMap;
 
+use heimdex_core::conformance::Fixture;
 use heimdex_core::conformance::index as suite;
 use heimdex_core::{
     AssetId, Index, IndexDoc, IndexError, SearchRequest, SegmentKind, SourceId, TenantId,
 };
 use heimdex_index::EmbeddedIndex;
 
-#[tokio::test]
-async fn conformance_suite() {
-    suite::run_all(&EmbeddedIndex::in_memory()).await;
+/// Graph threshold of the second run: every scenario's spaces get a graph.
+const LOW_GRAPH_MIN: usize = 16;
+
+async fn embedded_index() -> Fixture<EmbeddedIndex> {
+    Fixture::new(EmbeddedIndex::in_memory())
+}
+
+async fn embedded_graph_index() -> Fixture<EmbeddedIndex> {
+    Fixture::new(EmbeddedIndex::in_memory().with_graph_min_rows(LOW_GRAPH_MIN))
+}
+
+mod embedded {
+    use super::*;
+    heimdex_core::index_conformance_tests!(embedded_index);
+}
+
+mod embedded_graph {
+    use super::*;
+    heimdex_core::index_conformance_tests!(embedded_graph_index);
 }
 
 #[tokio::test]
 async fn vector_congruence_recall_is_exact() {
     let recall = suite::vector_congruence(&EmbeddedIndex::in_memory(), 3000, 64).await;
     assert_eq!(recall, 1.0, "exact search must have perfect recall");
+}
+
+/// The lowered threshold really puts the suite's vectors in a graph: the same congruence run
+/// holds far more link memory than on the default (exact-only) index.
+#[tokio::test]
+async fn lowered_threshold_builds_graphs() {
+    let (default, low) = (
+        EmbeddedIndex::in_memory(),
+        EmbeddedIndex::in_memory().with_graph_min_rows(LOW_GRAPH_MIN),
+    );
+    suite::vector_congruence(&default, 2000, 32).await;
+    let recall = suite::vector_congruence(&low, 2000, 32).await;
+    let (d, l) = (default.vector_memory_bytes(), low.vector_memory_bytes());
+    assert!(
+        l.1 >= d.1 + 2000 * 16,
+        "graph links expected: default {d:?}, lowered {l:?}"
+    );
+    assert!(recall >= 0.98, "graph recall@10 {recall:.3}");
 }
 
 fn doc(asset: &str, segment: &str, text: &str, v: Vec<f32>) -> IndexDoc {

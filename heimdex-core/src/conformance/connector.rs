@@ -32,8 +32,8 @@ pub fn fake_mp4(len: usize, fill: u8) -> Vec<u8> {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __connector_scenarios {
-    ($mode:ident $arg:expr) => {
-        $crate::__conformance_expand! { $mode connector, $arg;
+    ($mode:ident $arg:expr, $attrs:tt) => {
+        $crate::__conformance_expand! { $mode connector, $arg, $attrs;
             list_empty,
             detects_video_by_content_and_name,
             stat_matches_listing,
@@ -51,8 +51,8 @@ macro_rules! __connector_scenarios {
 /// implements [`ConnectorFixture`]. Each scenario clears the fixture's storage first.
 #[macro_export]
 macro_rules! connector_conformance_tests {
-    ($make:expr $(,)?) => {
-        $crate::__connector_scenarios! { tests $make }
+    ($make:expr $(, #[$meta:meta])* $(,)?) => {
+        $crate::__connector_scenarios! { tests $make, [$(#[$meta])*] }
     };
 }
 

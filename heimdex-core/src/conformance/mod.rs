@@ -18,7 +18,9 @@
 //! // nextest lists `sqlite_file::sources`, `sqlite_file::job_state_machine`, ...
 //! ```
 //!
-//! The macro calls the factory once per scenario. Scenarios never assume the backend is
+//! The macro calls the factory once per scenario. Attributes after the factory go on every
+//! generated test: `index_conformance_tests!(make_qdrant, #[ignore = "needs a Qdrant
+//! server"])`. Scenarios never assume the backend is
 //! empty: each works in its own random tenant, so a suite can run against a database or
 //! server that already holds other data. Where a backend cannot scope by tenant (a queue
 //! hands out any tenant's message), the factory gives each scenario a queue of its own (a
@@ -116,19 +118,24 @@ pub(crate) fn unique_tenant(prefix: &str, scenario: &str) -> crate::model::Tenan
 }
 
 /// Expands a suite's scenario list: `tests` makes one `#[tokio::test]` per scenario calling
-/// the factory; `run` awaits each scenario on one backend in order. Used by the suites'
-/// public macros; not part of the API.
+/// the factory, with the extra attributes given in brackets (e.g. `#[ignore = "..."]`); `run`
+/// awaits each scenario on one backend in order. Used by the suites' public macros; not part
+/// of the API.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_expand {
-    (tests $suite:ident, $make:expr; $($scenario:ident),+ $(,)?) => {$(
+    (tests $suite:ident, $make:expr, $attrs:tt; $($scenario:ident),+ $(,)?) => {$(
+        $crate::__conformance_expand! { @one $suite, $make, $attrs, $scenario }
+    )+};
+    (@one $suite:ident, $make:expr, [$(#[$meta:meta])*], $scenario:ident) => {
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$meta])*
         async fn $scenario() {
             let fixture = ($make)().await;
             $crate::conformance::$suite::$scenario(fixture.backend()).await;
         }
-    )+};
-    (run $suite:ident, $backend:expr; $($scenario:ident),+ $(,)?) => {$(
+    };
+    (run $suite:ident, $backend:expr, $attrs:tt; $($scenario:ident),+ $(,)?) => {$(
         $crate::conformance::$suite::$scenario($backend).await;
     )+};
 }

@@ -60,8 +60,8 @@ const SLACK: Duration = Duration::from_millis(100);
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __queue_scenarios {
-    ($mode:ident $arg:expr) => {
-        $crate::__conformance_expand! { $mode queue, $arg;
+    ($mode:ident $arg:expr, $attrs:tt) => {
+        $crate::__conformance_expand! { $mode queue, $arg, $attrs;
             enqueue_reserve_ack,
             fifo_order,
             duplicate_enqueue_is_noop,
@@ -83,17 +83,18 @@ macro_rules! __queue_scenarios {
 /// [`durability`](crate::conformance::queue::durability) runs too.
 #[macro_export]
 macro_rules! queue_conformance_tests {
-    ($make:expr $(,)?) => {
-        $crate::__queue_scenarios! { tests $make }
-    };
-    ($make:expr, durable $(,)?) => {
-        $crate::__queue_scenarios! { tests $make }
+    ($make:expr, durable $(, #[$meta:meta])* $(,)?) => {
+        $crate::__queue_scenarios! { tests $make, [$(#[$meta])*] }
 
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$meta])*
         async fn durability() {
             let fixture = ($make)().await;
             $crate::conformance::queue::durability(&fixture).await;
         }
+    };
+    ($make:expr $(, #[$meta:meta])* $(,)?) => {
+        $crate::__queue_scenarios! { tests $make, [$(#[$meta])*] }
     };
 }
 

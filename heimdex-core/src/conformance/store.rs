@@ -32,8 +32,8 @@ use crate::store::{AssetQuery, JobQuery, Store, StoreError};
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __store_scenarios {
-    ($mode:ident $arg:expr) => {
-        $crate::__conformance_expand! { $mode store, $arg;
+    ($mode:ident $arg:expr, $attrs:tt) => {
+        $crate::__conformance_expand! { $mode store, $arg, $attrs;
             sources,
             assets_upsert_get,
             assets_list_paging,
@@ -56,15 +56,15 @@ macro_rules! __store_scenarios {
 /// inside a module named after the backend, so a failure reads `sqlite_file::counts`.
 #[macro_export]
 macro_rules! store_conformance_tests {
-    ($make:expr $(,)?) => {
-        $crate::__store_scenarios! { tests $make }
+    ($make:expr $(, #[$meta:meta])* $(,)?) => {
+        $crate::__store_scenarios! { tests $make, [$(#[$meta])*] }
     };
 }
 
 /// Every scenario in order on one store, which may already hold other data (a store shared
 /// by the whole run, as a server database would be). Panics on the first failure.
 pub async fn run_all(store: &dyn Store) {
-    crate::__store_scenarios! { run store }
+    crate::__store_scenarios! { run store, [] }
 }
 
 fn ok<T>(what: &str, r: Result<T, StoreError>) -> T {
