@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorKind;
 use crate::media::MediaKind;
 
 /// Errors of any connector. Backends keep private errors and convert into these.
@@ -56,6 +57,27 @@ pub enum ConnectorError {
         /// Version found now.
         found: String,
     },
+    /// The credentials are missing, wrong, or do not allow reading this object.
+    #[error("{connector}: permission denied for {key}: {reason}")]
+    PermissionDenied {
+        /// Backend name.
+        connector: &'static str,
+        /// Object key or path.
+        key: String,
+        /// What the backend said.
+        reason: String,
+    },
+    /// A transient failure (rate limit, timeout, server error); retrying later may succeed.
+    #[error("{connector}: temporarily unavailable at {key}: {source}")]
+    Unavailable {
+        /// Backend name.
+        connector: &'static str,
+        /// Object key or path.
+        key: String,
+        /// Underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The operation is not supported by this backend.
     #[error("operation not supported by {connector}: {operation}")]
     NotSupported {
@@ -75,6 +97,22 @@ pub enum ConnectorError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl ConnectorError {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::RangeOutOfBounds { .. }
+            | Self::InvalidPageToken { .. }
+            | Self::NotSupported { .. } => ErrorKind::InvalidInput,
+            Self::PermissionDenied { .. } => ErrorKind::Unauthorized,
+            // An object replaced mid-read: the job retries on the new version.
+            Self::Changed { .. } | Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::InvalidCursor { .. } | Self::Backend { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Metadata of one object.

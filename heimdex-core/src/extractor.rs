@@ -1,5 +1,6 @@
 //! The [`Extractor`] trait: one pipeline stage that turns decoded media into sidecar data.
 
+use crate::error::ErrorKind;
 use std::fmt::Debug;
 
 use crate::sidecar::{CustomBlock, Embeddings, ExtractorInfo, Faces, Ocr, Sidecar, Transcript};
@@ -25,6 +26,17 @@ pub enum ExtractError {
     /// Any other failure of the stage.
     #[error("{0}")]
     Failed(String),
+}
+
+impl ExtractError {
+    /// The category of this error: missing input is a property of the media, a model that
+    /// cannot load or run is an internal (installation) problem.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::MissingInput { .. } => ErrorKind::BadMedia,
+            Self::Model { .. } | Self::Failed(_) => ErrorKind::Internal,
+        }
+    }
 }
 
 /// What a stage needs from the single decode pass and from other stages.

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorKind;
 use crate::model::{AssetId, SegmentKind, SourceId, TenantId};
 
 /// Errors of any index.
@@ -15,6 +16,12 @@ pub enum IndexError {
     /// The request is malformed (empty query, wrong vector dimension, bad range).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A query vector names a space the index holds no vectors of (yet).
+    #[error("unknown vector space `{space}`")]
+    UnknownSpace {
+        /// The space asked for.
+        space: String,
+    },
     /// The backend cannot do this (e.g. a vector space it was not configured with).
     #[error("not supported by {index}: {what}")]
     NotSupported {
@@ -26,7 +33,16 @@ pub enum IndexError {
     /// Stored index data is unreadable.
     #[error("corrupt index: {0}")]
     Corrupt(String),
-    /// Any backend error.
+    /// The backend is unreachable, busy or timed out; retrying later may succeed.
+    #[error("{index} unavailable: {source}")]
+    Unavailable {
+        /// Backend name.
+        index: &'static str,
+        /// Underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Any other backend error.
     #[error("{index} error: {source}")]
     Backend {
         /// Backend name.
@@ -35,6 +51,19 @@ pub enum IndexError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl IndexError {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidRequest(_) | Self::UnknownSpace { .. } | Self::NotSupported { .. } => {
+                ErrorKind::InvalidInput
+            }
+            Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::Corrupt(_) | Self::Backend { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// One searchable, time-coded document (a segment of an asset).
@@ -282,7 +311,9 @@ pub struct SearchHit {
 ///   lists ([`Fusion`]). Every signal applies the same [`SearchFilter`], with exactly the
 ///   semantics of [`SearchFilter::matches`], and only the request's tenant is visible.
 ///   Hits are ordered by score descending, ties by document key; `offset`/`limit` page them.
-///   A request with neither `text` nor `vector` is [`IndexError::InvalidRequest`].
+///   A request with neither `text` nor `vector` is [`IndexError::InvalidRequest`]; a vector
+///   in a space the index has never seen is [`IndexError::UnknownSpace`].
+/// - [`asset_counts`](Index::asset_counts) agrees with `count` and with `delete_asset`.
 #[async_trait]
 pub trait Index: Send + Sync + Debug {
     /// Insert or replace documents.
@@ -293,6 +324,9 @@ pub trait Index: Send + Sync + Debug {
     async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, IndexError>;
     /// Number of documents of a tenant.
     async fn count(&self, tenant: &TenantId) -> Result<u64, IndexError>;
+    /// Number of documents of each asset of a tenant (assets without documents are absent):
+    /// what `check` compares with the Store to find gaps.
+    async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<AssetId, u64>, IndexError>;
     /// Make all changes durable.
     async fn flush(&self) -> Result<(), IndexError>;
 }

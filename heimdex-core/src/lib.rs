@@ -18,6 +18,7 @@
 //! Errors are typed and `#[non_exhaustive]`; backends convert their own errors into them.
 
 pub mod connector;
+pub mod error;
 pub mod extractor;
 pub mod fusion;
 pub mod index;
@@ -36,6 +37,7 @@ pub mod conformance;
 pub use connector::{
     Change, ChangeSet, Connector, ConnectorError, ListPage, ListRequest, ObjectMeta,
 };
+pub use error::ErrorKind;
 pub use extractor::{
     ExtractContext, ExtractError, Extractor, FrameRef, Needs, QueryEncoder, StageData,
 };

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ErrorKind;
 use crate::model::{JobId, TenantId};
 
 /// Errors of any queue.
@@ -19,7 +20,16 @@ pub enum QueueError {
         /// Job id of the message.
         job: String,
     },
-    /// Any backend error.
+    /// The backend is unreachable, busy or timed out; retrying later may succeed.
+    #[error("{queue} unavailable: {source}")]
+    Unavailable {
+        /// Backend name.
+        queue: &'static str,
+        /// Underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Any other backend error.
     #[error("{queue} error: {source}")]
     Backend {
         /// Backend name.
@@ -28,6 +38,17 @@ pub enum QueueError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl QueueError {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::StaleReceipt { .. } => ErrorKind::Conflict,
+            Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::Backend { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// A message: which job to run.
@@ -133,7 +154,10 @@ pub struct DeadLetter {
 ///   [`RetryPolicy::backoff`] or dead-letters it once `attempt >= max_attempts`. Settling with
 ///   a receipt whose lease expired (or that was settled) fails with
 ///   [`QueueError::StaleReceipt`].
+/// - [`release`](Queue::release) returns a delivery unprocessed: deliverable at once, its
+///   attempt not counted. A stale receipt fails as for `ack`.
 /// - Durable backends keep every message across restarts of the process.
+/// - A backend that is busy, unreachable or timed out answers [`QueueError::Unavailable`].
 #[async_trait]
 pub trait Queue: Send + Sync + Debug {
     /// Add a message.
@@ -144,6 +168,9 @@ pub trait Queue: Send + Sync + Debug {
     async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Failed: retry later or dead-letter; `reason` is kept with the message.
     async fn nack(&self, delivery: &Delivery, reason: &str) -> Result<NackOutcome, QueueError>;
+    /// Hand a delivery back unprocessed (a worker shutting down): the message is deliverable
+    /// again at once and this delivery does not count as an attempt.
+    async fn release(&self, delivery: &Delivery) -> Result<(), QueueError>;
     /// Extend the lease of a delivery still being worked on.
     async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError>;
     /// Counts by state.

@@ -5,6 +5,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
+use crate::error::ErrorKind;
 use crate::model::{
     Asset, AssetId, AssetState, Job, JobId, Person, Segment, Source, SourceId, TenantId,
 };
@@ -34,7 +35,16 @@ pub enum StoreError {
     /// A stored value could not be decoded (corrupt or from a newer version).
     #[error("corrupt record: {0}")]
     Corrupt(String),
-    /// Any backend error.
+    /// The backend is unreachable, busy or timed out; retrying later may succeed.
+    #[error("{store} unavailable: {source}")]
+    Unavailable {
+        /// Backend name.
+        store: &'static str,
+        /// Underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Any other backend error.
     #[error("{store} error: {source}")]
     Backend {
         /// Backend name.
@@ -43,6 +53,18 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl StoreError {
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::InvalidTransition { .. } => ErrorKind::Conflict,
+            Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::Corrupt(_) | Self::Backend { .. } => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Which assets to list. Fields may be added.
@@ -100,6 +122,10 @@ impl JobQuery {
     }
 }
 
+/// The change function of [`Store::update_persons`]: current persons in, persons to write
+/// out.
+pub type PersonsUpdate<'a> = dyn Fn(&[Person]) -> Vec<Person> + Send + Sync + 'a;
+
 /// Durable metadata.
 ///
 /// # Contract
@@ -111,6 +137,8 @@ impl JobQuery {
 /// - [`delete_asset`](Store::delete_asset) removes the asset with its jobs and segments and
 ///   returns whether it existed.
 /// - Listing is deterministic: assets by id, jobs newest first.
+/// - [`update_persons`](Store::update_persons) is atomic across processes.
+/// - A backend that is busy, unreachable or timed out answers [`StoreError::Unavailable`].
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
     /// Insert or replace a source.
@@ -159,6 +187,17 @@ pub trait Store: Send + Sync + Debug {
 
     /// Insert or replace a person (face cluster).
     async fn upsert_person(&self, person: &Person) -> Result<(), StoreError>;
+    /// Atomically read, change and write a tenant's persons: `apply` receives every person
+    /// of `tenant` (by id) and returns the persons to insert or replace. The read and the
+    /// writes form one transaction that excludes every other `update_persons` of the tenant,
+    /// in this process and in others, so concurrent workers agree on person ids. `apply` may
+    /// be called more than once (a backend may retry a transaction that lost a race), so it
+    /// must not have side effects beyond its return value. Returns the persons written.
+    async fn update_persons(
+        &self,
+        tenant: &TenantId,
+        apply: &PersonsUpdate<'_>,
+    ) -> Result<Vec<Person>, StoreError>;
     /// All persons of a tenant, by id.
     async fn list_persons(&self, tenant: &TenantId) -> Result<Vec<Person>, StoreError>;
 

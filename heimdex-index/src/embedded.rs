@@ -607,6 +607,20 @@ impl EmbeddedIndex {
         state.apply(prepared, new_dims)
     }
 
+    /// Blocking version of [`Index::asset_counts`].
+    pub fn asset_counts_blocking(&self, tenant: &TenantId) -> BTreeMap<AssetId, u64> {
+        self.read()
+            .shards
+            .get(tenant)
+            .map_or_else(BTreeMap::new, |s| {
+                s.by_asset
+                    .iter()
+                    .filter(|(_, slots)| !slots.is_empty())
+                    .map(|(a, slots)| (a.clone(), slots.len() as u64))
+                    .collect()
+            })
+    }
+
     /// Blocking version of [`Index::count`].
     pub fn count_blocking(&self, tenant: &TenantId) -> u64 {
         self.read().shards.get(tenant).map_or(0, |s| s.len() as u64)
@@ -662,6 +676,10 @@ impl Index for EmbeddedIndex {
 
     async fn count(&self, tenant: &TenantId) -> Result<u64, IndexError> {
         Ok(self.count_blocking(tenant))
+    }
+
+    async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<AssetId, u64>, IndexError> {
+        Ok(self.asset_counts_blocking(tenant))
     }
 
     /// Writes the snapshot on the calling thread (a few hundred ms for 100k documents with

@@ -87,12 +87,12 @@ use heimdex_core::{
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{
     BoolIndexParamsBuilder, Condition, CountPointsBuilder, CreateCollectionBuilder,
-    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter,
-    FloatIndexParamsBuilder, KeywordIndexParamsBuilder, Modifier, NamedVectors,
+    CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FacetCountsBuilder,
+    FieldType, Filter, FloatIndexParamsBuilder, KeywordIndexParamsBuilder, Modifier, NamedVectors,
     PayloadIncludeSelector, PointStruct, Query, QueryPointsBuilder, Range, ScoredPoint,
     SearchParamsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
     UpsertPointsBuilder, Value, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
-    value::Kind,
+    facet_value, value::Kind,
 };
 use sha2::{Digest, Sha256};
 
@@ -533,6 +533,25 @@ impl Client {
                 .map_err(|_| backend_msg("poisoned".into()))?
                 .count(req.build().filter.as_ref())),
         }
+    }
+
+    /// Values of a keyword payload field with their point counts.
+    async fn facet(&self, req: FacetCountsBuilder) -> Result<Vec<(String, u64)>, IndexError> {
+        let hits = match self {
+            Self::Remote(c) => c.facet(req).await.map_err(backend)?.hits,
+            #[cfg(test)]
+            Self::Fake(s) => s
+                .lock()
+                .map_err(|_| backend_msg("poisoned".into()))?
+                .facet(req.build()),
+        };
+        Ok(hits
+            .into_iter()
+            .filter_map(|h| match h.value?.variant? {
+                facet_value::Variant::StringValue(v) => Some((v, h.count)),
+                _ => None,
+            })
+            .collect())
     }
 
     async fn delete(&self, req: DeletePointsBuilder) -> Result<(), IndexError> {
@@ -1041,6 +1060,29 @@ impl Index for QdrantIndex {
             .await
     }
 
+    async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<AssetId, u64>, IndexError> {
+        // A facet returns at most `limit` values; the tenant's document count bounds the
+        // number of distinct assets.
+        let docs = self.count(tenant).await?;
+        if docs == 0 {
+            return Ok(BTreeMap::new());
+        }
+        let filter = Filter::must([Condition::matches("tenant", tenant.as_str().to_owned())]);
+        let hits = self
+            .client
+            .facet(
+                FacetCountsBuilder::new(self.collection.clone(), "asset")
+                    .filter(filter)
+                    .limit(docs)
+                    .exact(true),
+            )
+            .await?;
+        Ok(hits
+            .into_iter()
+            .map(|(asset, n)| (AssetId::new(asset), n))
+            .collect())
+    }
+
     async fn flush(&self) -> Result<(), IndexError> {
         // Writes use `wait = true`; Qdrant persists them through its write-ahead log.
         Ok(())
@@ -1060,8 +1102,8 @@ mod fake {
     use qdrant_client::qdrant::vector_input::Variant;
     use qdrant_client::qdrant::vectors::VectorsOptions;
     use qdrant_client::qdrant::{
-        DeletePoints, Filter, PointStruct, QueryPoints, ScoredPoint, UpsertPoints, Value,
-        value::Kind, vector,
+        DeletePoints, FacetCounts, FacetHit, FacetValue, Filter, PointStruct, QueryPoints,
+        ScoredPoint, UpsertPoints, Value, facet_value, value::Kind, vector,
     };
 
     #[derive(Debug, Default)]
@@ -1137,6 +1179,31 @@ mod fake {
 
         pub fn count(&self, f: Option<&Filter>) -> u64 {
             self.points.values().filter(|p| passes(p, f)).count() as u64
+        }
+
+        pub fn facet(&self, req: FacetCounts) -> Vec<FacetHit> {
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            for p in self
+                .points
+                .values()
+                .filter(|p| passes(p, req.filter.as_ref()))
+            {
+                if let Some(Kind::StringValue(v)) =
+                    p.payload.get(&req.key).and_then(|v| v.kind.clone())
+                {
+                    *counts.entry(v).or_default() += 1;
+                }
+            }
+            counts
+                .into_iter()
+                .take(usize::try_from(req.limit.unwrap_or(10)).unwrap_or(usize::MAX))
+                .map(|(v, count)| FacetHit {
+                    value: Some(FacetValue {
+                        variant: Some(facet_value::Variant::StringValue(v)),
+                    }),
+                    count,
+                })
+                .collect()
         }
 
         pub fn delete(&mut self, req: DeletePoints) {

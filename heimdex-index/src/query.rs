@@ -59,7 +59,9 @@ pub(crate) fn request_vector<'r>(
     };
     let dim = *dims
         .get(space)
-        .ok_or_else(|| invalid(format!("unknown vector space `{space}`")))?;
+        .ok_or_else(|| heimdex_core::IndexError::UnknownSpace {
+            space: space.clone(),
+        })?;
     if v.len() != dim {
         return Err(invalid(format!(
             "vector space `{space}` has {dim} dimensions, the query has {}",

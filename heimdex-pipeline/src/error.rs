@@ -49,6 +49,21 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// The category of this error: what is wrong with the file is [`ErrorKind::BadMedia`]
+    /// (permanent, the job fails at once); reading it may be transient.
+    pub fn kind(&self) -> heimdex_core::ErrorKind {
+        use heimdex_core::ErrorKind;
+        match self {
+            Self::NotMedia { .. }
+            | Self::NoVideoStream
+            | Self::Corrupt { .. }
+            | Self::Unsupported { .. } => ErrorKind::BadMedia,
+            Self::Io(_) => ErrorKind::Unavailable,
+            // An unexpected FFmpeg failure may be the machine's, not the file's: retried.
+            Self::Ffmpeg { .. } | Self::Thumbnail { .. } => ErrorKind::Internal,
+        }
+    }
+
     /// Wrap an FFmpeg error with what the pipeline was doing.
     pub(crate) fn ffmpeg(context: &str, err: ffmpeg_next::Error) -> Self {
         match err {

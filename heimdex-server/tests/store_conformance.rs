@@ -89,3 +89,39 @@ async fn sqlite_file_survives_reopen() {
     let got = store.get_asset(&tenant, &asset.id).await.expect("get");
     assert_eq!(got, Some(asset));
 }
+
+/// Two stores on one file (two processes, as far as SQLite can tell) assigning persons at
+/// once: every update lands, no id is minted twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_update_persons_is_atomic_across_connections() {
+    use heimdex_core::model::Person;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("heimdex.db");
+    let a = SqliteStore::open(&path).await.expect("open a");
+    let b = SqliteStore::open(&path).await.expect("open b");
+    let tenant = TenantId::new("t");
+    let mint = |current: &[Person]| {
+        let next = current.len() + 1;
+        vec![Person {
+            tenant: TenantId::new("t"),
+            id: format!("person-{next}"),
+            name: None,
+            centroid: vec![1.0],
+            faces: 1,
+            updated_ms: 1,
+        }]
+    };
+    let run = |store: SqliteStore| {
+        let tenant = tenant.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                store.update_persons(&tenant, &mint).await.expect("update");
+            }
+        })
+    };
+    let (ra, rb) = tokio::join!(run(a.clone()), run(b.clone()));
+    ra.expect("task a");
+    rb.expect("task b");
+    let persons = a.list_persons(&tenant).await.expect("list");
+    assert_eq!(persons.len(), 40, "40 distinct persons, none overwritten");
+}

@@ -170,7 +170,7 @@ fn set(keys: &[&str]) -> BTreeSet<String> {
 
 async fn expect_invalid(scenario: &str, index: &dyn Index, req: SearchRequest, what: &str) {
     match index.search(&req).await {
-        Err(IndexError::InvalidRequest(_)) => {}
+        Err(IndexError::InvalidRequest(_) | IndexError::UnknownSpace { .. }) => {}
         other => panic!("{scenario}: {what}: expected InvalidRequest, got {other:?}"),
     }
 }
@@ -761,13 +761,13 @@ pub async fn invalid_requests(index: &dyn Index) {
         "wrong dimension",
     )
     .await;
-    expect_invalid(
-        s,
-        index,
-        base().with_vector("no-such-space", vec![1.0; DIM]),
-        "unknown space",
-    )
-    .await;
+    match index
+        .search(&base().with_vector("no-such-space", vec![1.0; DIM]))
+        .await
+    {
+        Err(IndexError::UnknownSpace { space }) => assert_eq!(space, "no-such-space", "{s}"),
+        other => panic!("{s}: unknown space: expected UnknownSpace, got {other:?}"),
+    }
     expect_invalid(s, index, base().with_text("   "), "blank text").await;
     expect_invalid(s, index, base().with_text("?! --"), "punctuation-only text").await;
     let bad_range = SearchFilter {

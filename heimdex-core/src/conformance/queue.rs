@@ -71,6 +71,7 @@ macro_rules! __queue_scenarios {
             nack_backoff,
             dead_letter_after_max_attempts,
             extend_keeps_lease,
+            release_hands_back,
             stats_counts,
         }
     };
@@ -155,6 +156,23 @@ fn assert_stale(r: Result<impl std::fmt::Debug, QueueError>, what: &str) {
 
 async fn stats(queue: &dyn Queue) -> QueueStats {
     ok("stats", queue.stats().await)
+}
+
+/// `release` makes a delivery deliverable again at once, without counting the attempt; the
+/// released receipt is stale afterwards.
+pub async fn release_hands_back(queue: &dyn Queue) {
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    let first = reserve_some(queue, LONG, "first reserve").await;
+    assert_eq!(first.attempt, 1);
+    ok("release", queue.release(&first).await);
+    let again = reserve_some(queue, LONG, "reserve after release").await;
+    assert_eq!(again.message, m);
+    assert_eq!(again.attempt, 1, "a released delivery is not counted as an attempt");
+    assert_stale(queue.ack(&first).await, "ack with the released receipt");
+    assert_stale(queue.release(&first).await, "release twice");
+    ok("ack", queue.ack(&again).await);
+    assert_empty(queue, "after ack").await;
 }
 
 /// Enqueue, reserve, ack; then nothing is left.

@@ -19,6 +19,8 @@
 //! - [`counts`]: asset and job counts by state name.
 //! - [`tenant_isolation`]: tenant B neither sees nor changes tenant A's rows.
 //! - [`persons`]: upsert (insert, rename, move centroid), list by id, per tenant.
+//! - [`persons_update_is_atomic`]: concurrent read-modify-writes lose no update and mint no
+//!   id twice; `apply` sees only its tenant.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +48,7 @@ macro_rules! __store_scenarios {
             counts,
             tenant_isolation,
             persons,
+            persons_update_is_atomic,
         }
     };
 }
@@ -926,4 +929,63 @@ pub async fn persons(store: &dyn Store) {
         store.list_persons(&other).await.expect("list").is_empty(),
         "tenant isolation"
     );
+}
+
+/// [`Store::update_persons`] is one atomic read-modify-write: 16 concurrent calls that each
+/// mint the next `person-N` id and add a face to a shared person end with 16 distinct new
+/// persons and the shared count raised by exactly 16. `apply` sees only its tenant's persons.
+pub async fn persons_update_is_atomic(store: &dyn Store) {
+    let t = tenant("persons-atomic");
+    let other = tenant("persons-atomic-other");
+    let person = |tenant: &TenantId, id: &str, faces: u64| Person {
+        tenant: tenant.clone(),
+        id: id.into(),
+        name: None,
+        centroid: vec![0.0, 1.0],
+        faces,
+        updated_ms: 1,
+    };
+    ok("seed", store.upsert_person(&person(&t, "person-0", 0)).await);
+    ok("other", store.upsert_person(&person(&other, "person-9", 5)).await);
+    let calls = (0..16).map(|_| {
+        let t = t.clone();
+        async move {
+            let apply = |current: &[Person]| {
+                assert!(
+                    current.iter().all(|p| p.tenant == t),
+                    "apply sees another tenant's persons"
+                );
+                let next = current
+                    .iter()
+                    .filter_map(|p| p.id.strip_prefix("person-")?.parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                let mut shared = current
+                    .iter()
+                    .find(|p| p.id == "person-0")
+                    .cloned()
+                    .expect("shared person");
+                shared.faces += 1;
+                let mut minted = shared.clone();
+                minted.id = format!("person-{next}");
+                minted.faces = 1;
+                vec![shared, minted]
+            };
+            ok("update_persons", store.update_persons(&t, &apply).await)
+        }
+    });
+    let written = futures::future::join_all(calls).await;
+    assert!(written.iter().all(|w| w.len() == 2), "returns what it wrote");
+    let all = ok("list", store.list_persons(&t).await);
+    assert_eq!(all.len(), 17, "16 minted + the shared one: {all:?}");
+    let ids: std::collections::BTreeSet<&str> = all.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids.len(), 17, "no id minted twice");
+    let shared = all.iter().find(|p| p.id == "person-0").expect("shared");
+    assert_eq!(shared.faces, 16, "no increment lost");
+    let others = ok("list other", store.list_persons(&other).await);
+    assert_eq!(others.len(), 1, "the other tenant is untouched");
+    assert_eq!(others[0].faces, 5);
+    let nothing = ok("no-op update", store.update_persons(&t, &|_| Vec::new()).await);
+    assert!(nothing.is_empty());
 }

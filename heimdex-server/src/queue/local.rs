@@ -51,9 +51,16 @@ enum LocalQueueError {
 
 impl From<LocalQueueError> for QueueError {
     fn from(e: LocalQueueError) -> Self {
-        QueueError::Backend {
-            queue: QUEUE,
-            source: Box::new(e),
+        if matches!(&e, LocalQueueError::Sqlx(s) if crate::store::sqlite::is_transient(s)) {
+            QueueError::Unavailable {
+                queue: QUEUE,
+                source: Box::new(e),
+            }
+        } else {
+            QueueError::Backend {
+                queue: QUEUE,
+                source: Box::new(e),
+            }
         }
     }
 }
@@ -116,6 +123,29 @@ impl LocalQueue {
             return;
         }
         let _ = tokio::time::timeout(wait, notified).await;
+    }
+
+    /// Hand every reserved message back as if it had not been delivered (deliverable at once,
+    /// the interrupted delivery not counted as an attempt). Returns how many.
+    ///
+    /// Only for a caller that knows no worker holds a lease: the embedded engine calls it
+    /// while it holds the home's writer lock, so every reservation it finds belongs to a
+    /// process that died (killed, crashed, powered off) in the middle of a job. Without this,
+    /// such jobs would wait for their lease to expire, and a user who interrupts `heimdex
+    /// index` repeatedly would see jobs dead-lettered for attempts that never failed.
+    pub async fn reclaim_abandoned(&self) -> Result<u64, QueueError> {
+        let n = sqlx::query(
+            "UPDATE queue_messages
+             SET state = 'ready', attempt = MAX(attempt - 1, 0), visible_at_ms = ?1,
+                 receipt = NULL
+             WHERE state = 'reserved'",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(n)
     }
 
     /// Time until the earliest ready-or-leased message becomes deliverable (zero if one is
@@ -288,6 +318,30 @@ impl Queue for LocalQueue {
             return Err(stale(delivery));
         }
         Ok(outcome)
+    }
+
+    async fn release(&self, delivery: &Delivery) -> Result<(), QueueError> {
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE queue_messages
+             SET state = 'ready', attempt = attempt - 1, visible_at_ms = ?1, receipt = NULL
+             WHERE tenant = ?2 AND job = ?3 AND receipt = ?4 AND attempt = ?5
+               AND state = 'reserved' AND visible_at_ms > ?1",
+        )
+        .bind(now)
+        .bind(delivery.message.tenant.as_str())
+        .bind(delivery.message.job.as_str())
+        .bind(&delivery.receipt)
+        .bind(i64::from(delivery.attempt))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(stale(delivery));
+        }
+        self.notify.notify_one();
+        Ok(())
     }
 
     async fn extend(&self, delivery: &Delivery, visibility: Duration) -> Result<(), QueueError> {

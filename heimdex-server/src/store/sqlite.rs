@@ -22,7 +22,7 @@ use heimdex_core::model::{
     Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Person, Segment, SegmentKind,
     SidecarRef, Source, SourceId, TenantId,
 };
-use heimdex_core::store::{AssetQuery, JobQuery, Store, StoreError};
+use heimdex_core::store::{AssetQuery, JobQuery, PersonsUpdate, Store, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -56,8 +56,8 @@ enum SqliteError {
     Sqlx(#[from] sqlx::Error),
     #[error("running migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("creating directory {path}: {source}")]
-    CreateDir {
+    #[error("{path}: {source}")]
+    Io {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -69,10 +69,31 @@ enum SqliteError {
 
 impl From<SqliteError> for StoreError {
     fn from(e: SqliteError) -> Self {
-        StoreError::Backend {
-            store: STORE,
-            source: Box::new(e),
+        if matches!(&e, SqliteError::Sqlx(s) if is_transient(s)) {
+            StoreError::Unavailable {
+                store: STORE,
+                source: Box::new(e),
+            }
+        } else {
+            StoreError::Backend {
+                store: STORE,
+                source: Box::new(e),
+            }
         }
+    }
+}
+
+/// Whether an sqlx error is worth retrying: the pool gave no connection in time, the file
+/// could not be read, or another connection holds a lock (SQLITE_BUSY / SQLITE_LOCKED and
+/// their extended codes).
+pub(crate) fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
     }
 }
 
@@ -96,11 +117,16 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|source| SqliteError::CreateDir {
+                .map_err(|source| SqliteError::Io {
                     path: dir.to_path_buf(),
                     source,
                 })?;
         }
+        // Two processes opening a new database at once would both switch it to WAL and both
+        // apply the first migration ("table sources already exists"): set up under an
+        // exclusive lock on a file beside the database, released when this function returns
+        // (or the process ends). Opening an existing database takes it only briefly.
+        let _setting_up = lock_file(&path.with_extension("db-setup.lock")).await?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -169,6 +195,26 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Take an exclusive advisory lock on `path` (created if missing), waiting for it.
+async fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.lock().map(|()| f))
+            .map_err(|source| SqliteError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok::<_, StoreError>(file)
+    })
+    .await
+    .map_err(|e| SqliteError::Value(format!("migration lock task: {e}")))?
 }
 
 // ---- row <-> model conversion -------------------------------------------------------------
@@ -637,53 +683,48 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_person(&self, person: &Person) -> Result<(), StoreError> {
-        let centroid = serde_json::to_string(&person.centroid)
-            .map_err(|e| SqliteError::Value(format!("person {} centroid: {e}", person.id)))?;
-        let faces = i64::try_from(person.faces)
-            .map_err(|_| SqliteError::Value(format!("person {} faces out of range", person.id)))?;
-        sqlx::query(
-            "INSERT INTO persons (tenant, id, name, centroid, faces, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name,
-                 centroid = excluded.centroid, faces = excluded.faces,
-                 updated_ms = excluded.updated_ms",
-        )
-        .bind(person.tenant.as_str())
-        .bind(&person.id)
-        .bind(person.name.as_deref())
-        .bind(centroid)
-        .bind(faces)
-        .bind(person.updated_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
+        person_upsert(person)?
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
+    async fn update_persons(
+        &self,
+        tenant: &TenantId,
+        apply: &PersonsUpdate<'_>,
+    ) -> Result<Vec<Person>, StoreError> {
+        // IMMEDIATE takes the database's write lock before reading, so two processes cannot
+        // both read the same persons and then both write (the busy timeout waits for the
+        // other's transaction to end).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        let rows = select_persons(tenant)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let current = persons_from_rows(tenant, &rows)?;
+        let changed = apply(&current);
+        for p in &changed {
+            if p.tenant != *tenant {
+                return Err(SqliteError::Value(format!(
+                    "person {} belongs to tenant {}, not {tenant}",
+                    p.id, p.tenant
+                ))
+                .into());
+            }
+            person_upsert(p)?.execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(changed)
+    }
+
     async fn list_persons(&self, tenant: &TenantId) -> Result<Vec<Person>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, centroid, faces, updated_ms FROM persons WHERE tenant = ?1 ORDER BY id",
-        )
-        .bind(tenant.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|row| {
-                let centroid: String = col(row, "centroid")?;
-                let faces: i64 = col(row, "faces")?;
-                Ok(Person {
-                    tenant: tenant.clone(),
-                    id: col(row, "id")?,
-                    name: col(row, "name")?,
-                    centroid: serde_json::from_str(&centroid)
-                        .map_err(|e| StoreError::Corrupt(format!("person centroid: {e}")))?,
-                    faces: u64::try_from(faces)
-                        .map_err(|_| StoreError::Corrupt(format!("person faces {faces}")))?,
-                    updated_ms: col(row, "updated_ms")?,
-                })
-            })
-            .collect()
+        let rows = select_persons(tenant)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        persons_from_rows(tenant, &rows)
     }
 
     async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<String, u64>, StoreError> {
@@ -709,6 +750,54 @@ impl Store for SqliteStore {
 }
 
 /// `(state, n)` rows as a map that also lists the known states with no rows as 0.
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+fn select_persons(tenant: &TenantId) -> SqliteQuery<'_> {
+    sqlx::query(
+        "SELECT id, name, centroid, faces, updated_ms FROM persons WHERE tenant = ?1 ORDER BY id",
+    )
+    .bind(tenant.as_str())
+}
+
+fn persons_from_rows(tenant: &TenantId, rows: &[SqliteRow]) -> Result<Vec<Person>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            let centroid: String = col(row, "centroid")?;
+            let faces: i64 = col(row, "faces")?;
+            Ok(Person {
+                tenant: tenant.clone(),
+                id: col(row, "id")?,
+                name: col(row, "name")?,
+                centroid: serde_json::from_str(&centroid)
+                    .map_err(|e| StoreError::Corrupt(format!("person centroid: {e}")))?,
+                faces: u64::try_from(faces)
+                    .map_err(|_| StoreError::Corrupt(format!("person faces {faces}")))?,
+                updated_ms: col(row, "updated_ms")?,
+            })
+        })
+        .collect()
+}
+
+fn person_upsert(person: &Person) -> Result<SqliteQuery<'_>, StoreError> {
+    let centroid = serde_json::to_string(&person.centroid)
+        .map_err(|e| SqliteError::Value(format!("person {} centroid: {e}", person.id)))?;
+    let faces = i64::try_from(person.faces)
+        .map_err(|_| SqliteError::Value(format!("person {} faces out of range", person.id)))?;
+    Ok(sqlx::query(
+        "INSERT INTO persons (tenant, id, name, centroid, faces, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (tenant, id) DO UPDATE SET name = excluded.name,
+             centroid = excluded.centroid, faces = excluded.faces,
+             updated_ms = excluded.updated_ms",
+    )
+    .bind(person.tenant.as_str())
+    .bind(&person.id)
+    .bind(person.name.as_deref())
+    .bind(centroid)
+    .bind(faces)
+    .bind(person.updated_ms))
+}
+
 fn counts_by_state<const N: usize>(
     rows: &[SqliteRow],
     known: [&str; N],
