@@ -2,7 +2,7 @@
 //! **random-weight** ONNX pair written by `scripts/make_test_clip.py` (`make models` puts it
 //! in `clip-test/`). The vectors mean nothing; these tests check shapes, normalisation,
 //! determinism, segment ids and time ranges — not retrieval quality.
-//! Skips with a reason when the files or ONNX Runtime are missing.
+//! Fails with the fix (`make models`) when the files or ONNX Runtime are missing.
 #![cfg(feature = "embed")]
 
 use std::sync::Mutex;
@@ -16,23 +16,20 @@ use heimdex_pipeline::ml::models::default_model;
 
 const DIM: usize = 512;
 
-fn config() -> Option<ClipConfig> {
+/// The random-weight test pair; panics with the fix when it or ONNX Runtime is missing.
+fn config() -> ClipConfig {
     let mut c = ClipConfig::new(
         default_model("clip-test/image.onnx"),
         default_model("clip-test/text.onnx"),
     );
     c.name = "random-test-clip".into();
     for p in [&c.image_model, &c.text_model, &c.tokenizer] {
-        if !p.exists() {
-            eprintln!("skipping: {} not found (run `make models`)", p.display());
-            return None;
-        }
+        assert!(p.exists(), "{} not found: run `make models`", p.display());
     }
-    if let Err(MlError::Runtime(why)) = heimdex_pipeline::ml::runtime::init() {
-        eprintln!("skipping: ONNX Runtime not available: {why}");
-        return None;
+    if let Err(e) = heimdex_pipeline::ml::runtime::init() {
+        panic!("ONNX Runtime not available: {e} (run `make models`)");
     }
-    Some(c)
+    c
 }
 
 fn norm(a: &[f32]) -> f32 {
@@ -66,13 +63,13 @@ fn frames<'a>(pixels: &'a [Vec<u8>]) -> Vec<FrameRef<'a>> {
 
 #[test]
 fn image_stage_passes_extractor_conformance() {
-    let Some(c) = config() else { return };
+    let c = config();
     run_all(&ClipImageStage::new(c).expect("image model"));
 }
 
 #[test]
 fn image_stage_embeds_one_unit_vector_per_shot() {
-    let Some(c) = config() else { return };
+    let c = config();
     let stage = ClipImageStage::new(c).expect("image model");
     let needs = stage.needs();
     assert!(needs.keyframes && !needs.audio_16k);
@@ -116,7 +113,7 @@ fn image_stage_embeds_one_unit_vector_per_shot() {
 
 #[test]
 fn image_and_text_vectors_live_in_separate_blocks() {
-    let Some(c) = config() else { return };
+    let c = config();
     let stage = ClipImageStage::new(c).expect("image model");
     let mut sidecar = synthetic_sidecar();
     let text = EmbeddingVector {
@@ -170,7 +167,7 @@ fn image_and_text_vectors_live_in_separate_blocks() {
 
 #[test]
 fn image_stage_rejects_bad_frames_without_panicking() {
-    let Some(c) = config() else { return };
+    let c = config();
     let stage = ClipImageStage::new(c).expect("image model");
     let sidecar = synthetic_sidecar();
     let short = vec![0u8; 10];
@@ -195,7 +192,7 @@ fn image_stage_rejects_bad_frames_without_panicking() {
 
 #[test]
 fn text_encoder_embeds_queries() {
-    let Some(c) = config() else { return };
+    let c = config();
     let enc = ClipTextEncoder::new(c).expect("text model");
     let a = enc.embed_query("a photo of a cat").expect("query");
     assert_eq!(a.len(), DIM);
@@ -221,7 +218,7 @@ fn text_encoder_embeds_queries() {
 
 #[test]
 fn missing_model_is_a_typed_error() {
-    let Some(mut c) = config() else { return };
+    let mut c = config();
     c.image_model = "/nonexistent/clip-image.onnx".into();
     assert!(matches!(
         ClipImageStage::new(c),
@@ -229,11 +226,47 @@ fn missing_model_is_a_typed_error() {
     ));
 }
 
+const CLIP_VARS: [&str; 2] = ["HEIMDEX_CLIP_IMAGE_MODEL", "HEIMDEX_CLIP_TEXT_MODEL"];
+
+/// `from_env` configures CLIP exactly when both towers are named, in whatever environment
+/// this process has (the test below runs it in each combination).
+#[test]
+fn config_from_env_matches_the_environment() {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let both = CLIP_VARS.iter().all(|k| set(k));
+    let config = ClipConfig::from_env();
+    assert_eq!(config.is_some(), both, "{config:?}");
+    if let Some(c) = config {
+        assert_eq!(c.image_model, std::path::Path::new("/models/image.onnx"));
+        assert_eq!(c.text_model, std::path::Path::new("/models/text.onnx"));
+    }
+}
+
+/// Neither, one or both towers named: the check above, each time in a child process with
+/// exactly that environment.
 #[test]
 fn config_from_env_needs_both_towers() {
-    // Not set in the test environment: no image stage is configured by default.
-    if std::env::var_os("HEIMDEX_CLIP_IMAGE_MODEL").is_none() {
-        assert!(ClipConfig::from_env().is_none());
+    let exe = std::env::current_exe().expect("test binary");
+    for (image, text) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["config_from_env_matches_the_environment", "--exact"]);
+        for (k, on, v) in [
+            (CLIP_VARS[0], image, "/models/image.onnx"),
+            (CLIP_VARS[1], text, "/models/text.onnx"),
+        ] {
+            if on {
+                cmd.env(k, v);
+            } else {
+                cmd.env_remove(k);
+            }
+        }
+        let out = cmd.output().expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "image {image}, text {text}:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -241,11 +274,10 @@ fn config_from_env_needs_both_towers() {
 fn text_and_image_stages_are_independent() {
     use heimdex_core::extractor::stage_levels;
     use heimdex_pipeline::ml::embed::{EmbedConfig, TextEmbedder, TextEmbeddingStage};
-    let Some(c) = config() else { return };
+    let c = config();
     let text_cfg = EmbedConfig::default();
-    if !text_cfg.model.exists() || !text_cfg.vocab.exists() {
-        eprintln!("skipping: MiniLM not found (run `make models`)");
-        return;
+    for p in [&text_cfg.model, &text_cfg.vocab] {
+        assert!(p.exists(), "{} not found: run `make models`", p.display());
     }
     let text = TextEmbeddingStage::new(std::sync::Arc::new(
         TextEmbedder::new(text_cfg).expect("MiniLM"),
@@ -258,15 +290,13 @@ fn text_and_image_stages_are_independent() {
 
 #[test]
 fn text_encoder_feeds_attention_mask_when_the_export_takes_one() {
-    let Some(mut c) = config() else { return };
+    let mut c = config();
     let masked = default_model("clip-test/text_masked.onnx");
-    if !masked.exists() {
-        eprintln!(
-            "skipping: {} not found (run `make models`)",
-            masked.display()
-        );
-        return;
-    }
+    assert!(
+        masked.exists(),
+        "{} not found: run `make models`",
+        masked.display()
+    );
     // Without a mask input, the padding id changes the (random) vector: padding is seen.
     let plain_0 = ClipTextEncoder::new(c.clone()).expect("text model");
     c.pad_id = 7;

@@ -1,34 +1,27 @@
 //! Text embeddings with the real all-MiniLM-L6-v2 (int8 ONNX) from `make models`.
-//! Skips with a reason when the model or ONNX Runtime is not installed.
+//! Fails with the fix (`make models`) when the model or ONNX Runtime is not installed.
 #![cfg(feature = "embed")]
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use heimdex_core::conformance::extractor::{run_all, synthetic_sidecar};
+use heimdex_core::conformance::extractor::{Content, run_all_on, synthetic_sidecar};
 use heimdex_core::extractor::{ExtractContext, Extractor, StageData};
 use heimdex_core::sidecar::{
-    BoundingBox, ExtractorInfo, Ocr, OcrLine, StageBlock, Transcript, TranscriptSegment,
+    BoundingBox, ExtractorInfo, Ocr, OcrLine, Sidecar, StageBlock, Transcript, TranscriptSegment,
 };
 use heimdex_pipeline::ml::embed::{EmbedConfig, TEXT_SPACE, TextEmbedder, TextEmbeddingStage};
 
 /// One embedder per test binary (loading the model once).
-fn embedder() -> Option<Arc<TextEmbedder>> {
-    static E: OnceLock<Option<Arc<TextEmbedder>>> = OnceLock::new();
+fn embedder() -> Arc<TextEmbedder> {
+    static E: OnceLock<Arc<TextEmbedder>> = OnceLock::new();
     E.get_or_init(|| {
         let cfg = EmbedConfig::default();
         for p in [&cfg.model, &cfg.vocab] {
-            if !p.exists() {
-                eprintln!("skipping: {} not found (run `make models`)", p.display());
-                return None;
-            }
+            assert!(p.exists(), "{} not found: run `make models`", p.display());
         }
         match TextEmbedder::new(cfg) {
-            Ok(e) => Some(Arc::new(e)),
-            Err(heimdex_pipeline::ml::MlError::Runtime(why)) => {
-                eprintln!("skipping: ONNX Runtime not available: {why}");
-                None
-            }
-            Err(e) => panic!("loading MiniLM failed: {e}"),
+            Ok(e) => Arc::new(e),
+            Err(e) => panic!("loading MiniLM failed: {e} (run `make models`)"),
         }
     })
     .clone()
@@ -44,7 +37,7 @@ fn norm(a: &[f32]) -> f32 {
 
 #[test]
 fn reference_pair_scores_0_755() {
-    let Some(e) = embedder() else { return };
+    let e = embedder();
     assert_eq!(e.dim(), 384);
     let v = e
         .embed(&["A man is eating food.", "A man is eating a piece of bread."])
@@ -64,7 +57,7 @@ fn reference_pair_scores_0_755() {
 
 #[test]
 fn related_texts_rank_above_unrelated() {
-    let Some(e) = embedder() else { return };
+    let e = embedder();
     let q = e
         .embed_one("someone having bread for lunch")
         .expect("query");
@@ -81,7 +74,7 @@ fn related_texts_rank_above_unrelated() {
 
 #[test]
 fn batching_and_order_do_not_change_vectors() {
-    let Some(e) = embedder() else { return };
+    let e = embedder();
     let texts: Vec<String> = (0..70)
         .map(|i| match i % 4 {
             0 => format!("clip {i}"),
@@ -113,21 +106,24 @@ fn batching_and_order_do_not_change_vectors() {
 
 #[test]
 fn long_text_is_truncated_to_128_tokens() {
-    let Some(e) = embedder() else { return };
+    let e = embedder();
     let long = "word ".repeat(1000);
     assert_eq!(e.encode(&long).ids.len(), 128);
     assert_eq!(e.embed_one(&long).expect("long").len(), 384);
 }
 
+/// The conformance suite on a sidecar with transcript and OCR text (the synthetic one has
+/// none, so the stage would find nothing to check).
 #[test]
 fn stage_passes_extractor_conformance() {
-    let Some(e) = embedder() else { return };
-    run_all(&TextEmbeddingStage::new(e));
+    let e = embedder();
+    let mut content = Content::synthetic();
+    content.sidecar = sidecar_with_text();
+    run_all_on(&TextEmbeddingStage::new(e), &content);
 }
 
-#[test]
-fn stage_embeds_every_segment_with_text() {
-    let Some(e) = embedder() else { return };
+/// The synthetic sidecar plus a transcript (one blank segment) and an OCR line.
+fn sidecar_with_text() -> Sidecar {
     let info = |name: &str| ExtractorInfo {
         name: name.into(),
         version: "1".into(),
@@ -171,6 +167,13 @@ fn stage_embeds_every_segment_with_text() {
             }],
         },
     ));
+    sidecar
+}
+
+#[test]
+fn stage_embeds_every_segment_with_text() {
+    let e = embedder();
+    let sidecar = sidecar_with_text();
     let stage = TextEmbeddingStage::new(e.clone()).with_after(["captions"]);
     let needs = stage.needs();
     assert!(!needs.keyframes && !needs.audio_16k);

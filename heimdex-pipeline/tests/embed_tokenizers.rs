@@ -1,7 +1,7 @@
 //! The Rust WordPiece and CLIP BPE tokenizers against reference ids recorded in
 //! `tests/data/embed_tokenizer_fixtures.json` (Hugging Face `tokenizers` and OpenAI's
 //! `simple_tokenizer`; regenerate with `tests/data/embed_tokenizer_fixtures.py`).
-//! Needs the vocabularies from `make models`; skips with a reason without them.
+//! Needs the vocabularies from `make models`; fails saying so without them.
 #![cfg(feature = "embed")]
 
 use std::path::PathBuf;
@@ -17,13 +17,13 @@ fn fixtures() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture file")).expect("json")
 }
 
-fn present(path: PathBuf) -> Option<PathBuf> {
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipping: {} not found (run `make models`)", path.display());
-        None
-    }
+fn present(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} not found: run `make models`",
+        path.display()
+    );
+    path
 }
 
 fn ids(v: &serde_json::Value) -> Vec<i64> {
@@ -36,9 +36,7 @@ fn ids(v: &serde_json::Value) -> Vec<i64> {
 
 #[test]
 fn wordpiece_matches_hugging_face_tokenizers() {
-    let Some(vocab) = present(default_model("minilm/vocab.txt")) else {
-        return;
-    };
+    let vocab = present(default_model("minilm/vocab.txt"));
     let tok = WordPieceTokenizer::from_file(&vocab, true, 128).expect("vocab");
     let cases = fixtures()["wordpiece"].as_array().expect("cases").clone();
     assert!(cases.len() >= 20);
@@ -62,9 +60,7 @@ fn wordpiece_matches_hugging_face_tokenizers() {
 
 #[test]
 fn clip_bpe_matches_openai_simple_tokenizer() {
-    let Some(vocab) = present(default_model("clip/bpe_simple_vocab_16e6.txt.gz")) else {
-        return;
-    };
+    let vocab = present(default_model("clip/bpe_simple_vocab_16e6.txt.gz"));
     let tok = ClipBpeTokenizer::from_file(&vocab).expect("bpe vocab");
     assert_eq!(tok.vocab_size(), 49408);
     let cases = fixtures()["clip"].as_array().expect("cases").clone();

@@ -286,13 +286,10 @@ fn frames_without_text_give_no_lines() {
     assert!(result.lines.is_empty(), "{:?}", result.lines);
 }
 
-#[test]
-fn read_text_on_a_rendered_frame() {
-    let ocr = ocr();
-    let (w, h) = (640u32, 360u32);
-    let filter = format!(
-        "drawtext=fontfile={FONT}:text='Heimdex 2024':fontsize=40:fontcolor=yellow:x=40:y=40"
-    );
+/// A 640x360 RGB frame with `text` in yellow at (40, 40), rendered by FFmpeg.
+fn rendered_frame(text: &str) -> Vec<u8> {
+    let filter =
+        format!("drawtext=fontfile={FONT}:text='{text}':fontsize=40:fontcolor=yellow:x=40:y=40");
     let out = std::process::Command::new("ffmpeg")
         .args([
             "-hide_banner",
@@ -321,13 +318,21 @@ fn read_text_on_a_rendered_frame() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines = ocr.read_text(w, h, &out.stdout).expect("read_text");
+    out.stdout
+}
+
+#[test]
+fn read_text_on_a_rendered_frame() {
+    let ocr = ocr();
+    let (w, h) = (640u32, 360u32);
+    let frame = rendered_frame("Heimdex 2024");
+    let lines = ocr.read_text(w, h, &frame).expect("read_text");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(matches(&lines[0].text, "Heimdex 2024"), "{lines:?}");
     let b = &lines[0].bbox;
     assert!(b.x < 50.0 && b.y < 50.0 && b.x + b.w > 250.0, "{b:?}");
     // A malformed buffer is an error, not a panic.
-    assert!(ocr.read_text(w, h, &out.stdout[1..]).is_err());
+    assert!(ocr.read_text(w, h, &frame[1..]).is_err());
 }
 
 #[test]
@@ -342,9 +347,17 @@ fn missing_model_names_the_setting() {
     );
 }
 
+/// The suite on keyframes with text (the synthetic gradients have none, so the stage would
+/// find nothing to check).
 #[test]
 fn conformance() {
-    heimdex_core::conformance::extractor::run_all(&ocr());
+    let frames = vec![
+        rendered_frame("Heimdex 2024"),
+        rendered_frame("HARBOR NEWS"),
+    ];
+    let content =
+        heimdex_core::conformance::extractor::Content::synthetic().with_keyframes(640, 360, frames);
+    heimdex_core::conformance::extractor::run_all_on(&ocr(), &content);
 }
 
 #[test]

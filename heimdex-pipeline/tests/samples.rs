@@ -1,4 +1,4 @@
-//! Real clips from `$HEIMDEX_SAMPLES` (skipped with a message when it is not set).
+//! Real clips from `$HEIMDEX_SAMPLES` (fails saying `make samples` when it is not set).
 
 mod common;
 
@@ -59,7 +59,7 @@ fn check_against_ffprobe(path: &std::path::Path) {
 
 #[test]
 fn technical_matches_ffprobe() {
-    let Some(dir) = samples_dir() else { return };
+    let dir = samples_dir();
     for name in ["bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"] {
         check_against_ffprobe(&dir.join(name));
     }
@@ -90,7 +90,7 @@ fn ffmpeg_scene_cuts(path: &std::path::Path, threshold: f64, fps: f64) -> Vec<u6
 
 #[test]
 fn bikes_cuts_match_ffmpeg_scene_filter() {
-    let Some(dir) = samples_dir() else { return };
+    let dir = samples_dir();
     let a = analyze_path(&dir.join("bikes.mp4")).unwrap();
     assert_eq!(a.shots.frames_analyzed, 250);
     // Reference: FFmpeg's own scene-change score. With the usual 0.3 threshold it reports cuts
@@ -113,7 +113,7 @@ fn bikes_cuts_match_ffmpeg_scene_filter() {
 
 #[test]
 fn bigbuckbunny_audio_is_16k_mono() {
-    let Some(dir) = samples_dir() else { return };
+    let dir = samples_dir();
     let a = analyze_path(&dir.join("bigbuckbunny.mp4")).unwrap();
     assert_well_formed(&a);
     let audio = a.audio.as_ref().expect("audio decoded");
@@ -155,7 +155,7 @@ fn bigbuckbunny_audio_is_16k_mono() {
 
 #[test]
 fn carphone_has_no_audio() {
-    let Some(dir) = samples_dir() else { return };
+    let dir = samples_dir();
     let a = analyze_path(&dir.join("carphone_pristine.mp4")).unwrap();
     assert_well_formed(&a);
     assert!(a.audio.is_none());
@@ -165,7 +165,7 @@ fn carphone_has_no_audio() {
 
 #[test]
 fn probe_uses_ranged_reads() {
-    let Some(dir) = samples_dir() else { return };
+    let dir = samples_dir();
     let path = dir.join("bigbuckbunny.mp4");
     let size = std::fs::metadata(&path).unwrap().len();
     let (reader, bytes, seeks) = Counting::new(std::fs::File::open(&path).unwrap());

@@ -9,15 +9,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use heimdex_pipeline::{Analysis, AnalyzeOptions, PipelineError};
 
-/// `$HEIMDEX_SAMPLES`, or `None` after printing why the test is skipped.
-pub fn samples_dir() -> Option<PathBuf> {
-    match std::env::var_os("HEIMDEX_SAMPLES") {
-        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
+/// `$HEIMDEX_SAMPLES`. Panics with the fix when it is unset or incomplete: `make test` and CI
+/// always fetch the samples first, so a missing folder is a setup error, not a reason to pass.
+pub fn samples_dir() -> PathBuf {
+    let dir = match std::env::var_os("HEIMDEX_SAMPLES") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => {
-            println!("skipped: HEIMDEX_SAMPLES not set");
-            None
+            panic!("HEIMDEX_SAMPLES is not set: run `make samples` and set HEIMDEX_SAMPLES=samples")
         }
-    }
+    };
+    assert!(
+        dir.join("bikes.mp4").exists(),
+        "HEIMDEX_SAMPLES={} has no bikes.mp4: run `make samples`",
+        dir.display()
+    );
+    dir
 }
 
 /// Run the ffmpeg CLI (quiet, overwrite), panicking with its stderr on failure.
