@@ -42,7 +42,7 @@ fn ffmpeg_null(clip: &Path) -> Duration {
 async fn ingest(clip: &Path, ml: bool) -> (Duration, Sidecar) {
     let home = tempfile::tempdir().expect("home");
     let t = Instant::now();
-    let mut engine = Engine::open_embedded(home.path(), EngineConfig::default())
+    let mut engine = Engine::open_embedded(home.path(), EngineConfig::default(), None)
         .await
         .expect("engine");
     if ml {
@@ -56,8 +56,14 @@ async fn ingest(clip: &Path, ml: bool) -> (Duration, Sidecar) {
             engine = engine.with_extractor(e);
         }
     }
-    let src = engine.add_local_path(clip).await.expect("source");
-    engine.scan(&src.id).await.expect("scan");
+    let src = engine
+        .add_local_path(&heimdex_core::TenantId::default_tenant(), clip)
+        .await
+        .expect("source");
+    engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+        .await
+        .expect("scan");
     let report = engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
@@ -69,7 +75,10 @@ async fn ingest(clip: &Path, ml: bool) -> (Duration, Sidecar) {
         "{} did not index: {report:?}",
         clip.display()
     );
-    let sidecar = engine.sidecar_for_path(clip).await.expect("sidecar");
+    let sidecar = engine
+        .sidecar_for_path(&heimdex_core::TenantId::default_tenant(), clip)
+        .await
+        .expect("sidecar");
     (elapsed, sidecar)
 }
 

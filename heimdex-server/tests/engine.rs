@@ -101,14 +101,27 @@ async fn restart_loses_no_job() {
     copy_samples(&samples, &lib, &["bikes.mp4", "carphone_pristine.mp4"]);
     let home = tmp.path().join("home");
     {
-        let engine = Engine::open_embedded(&home, cfg()).await.expect("open");
-        let src = engine.add_local_path(&lib).await.expect("source");
-        let scan = engine.scan(&src.id).await.expect("scan");
+        let engine = Engine::open_embedded(&home, cfg(), None)
+            .await
+            .expect("open");
+        let src = engine
+            .add_local_path(&heimdex_core::TenantId::default_tenant(), &lib)
+            .await
+            .expect("source");
+        let scan = engine
+            .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+            .await
+            .expect("scan");
         assert_eq!(scan.new, 2);
         // Dropped here, like a crash after queuing and before any work.
     }
-    let engine = Engine::open_embedded(&home, cfg()).await.expect("reopen");
-    engine.attach_stored_sources().await.expect("attach");
+    let engine = Engine::open_embedded(&home, cfg(), None)
+        .await
+        .expect("reopen");
+    engine
+        .attach_stored_sources(&heimdex_core::TenantId::default_tenant())
+        .await
+        .expect("attach");
     assert_eq!(
         engine.queue_depth().await.expect("depth"),
         2,
@@ -127,14 +140,20 @@ async fn progress_is_reported_by_stage_and_percent() {
     let samples = samples();
     let tmp = tempfile::tempdir().expect("tmp");
     copy_samples(&samples, tmp.path(), &["bigbuckbunny.mp4"]);
-    let engine = Engine::open_embedded(&tmp.path().join("home"), cfg())
+    let engine = Engine::open_embedded(&tmp.path().join("home"), cfg(), None)
         .await
         .expect("open");
     let src = engine
-        .add_local_path(&tmp.path().join("bigbuckbunny.mp4"))
+        .add_local_path(
+            &heimdex_core::TenantId::default_tenant(),
+            &tmp.path().join("bigbuckbunny.mp4"),
+        )
         .await
         .expect("source");
-    engine.scan(&src.id).await.expect("scan");
+    engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+        .await
+        .expect("scan");
     let rec = Arc::new(Recorder::default());
     engine.run_until_idle(rec.clone()).await.expect("run");
     let events = rec.0.lock().expect("lock").clone();
@@ -165,7 +184,7 @@ async fn progress_is_reported_by_stage_and_percent() {
     ));
     let jobs = engine
         .store()
-        .list_jobs(&JobQuery::tenant(engine.tenant().clone()))
+        .list_jobs(&JobQuery::tenant(heimdex_core::TenantId::default_tenant()))
         .await
         .expect("jobs");
     assert_eq!(jobs[0].state, JobState::Completed);
@@ -179,12 +198,18 @@ async fn transient_failures_retry_and_persistent_ones_end_failed_with_reason() {
     let file = tmp.path().join("carphone_pristine.mp4");
 
     let flaky = Counting::new("1", 1);
-    let engine = Engine::open_embedded(&tmp.path().join("home1"), cfg())
+    let engine = Engine::open_embedded(&tmp.path().join("home1"), cfg(), None)
         .await
         .expect("open")
         .with_extractor(flaky.clone());
-    let src = engine.add_local_path(&file).await.expect("source");
-    engine.scan(&src.id).await.expect("scan");
+    let src = engine
+        .add_local_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("source");
+    engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+        .await
+        .expect("scan");
     let report = engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
@@ -192,7 +217,7 @@ async fn transient_failures_retry_and_persistent_ones_end_failed_with_reason() {
     assert_eq!((report.retried, report.indexed), (1, 1), "{report:?}");
     let jobs = engine
         .store()
-        .list_jobs(&JobQuery::tenant(engine.tenant().clone()))
+        .list_jobs(&JobQuery::tenant(heimdex_core::TenantId::default_tenant()))
         .await
         .expect("jobs");
     assert_eq!(jobs[0].state, JobState::Completed);
@@ -205,19 +230,28 @@ async fn transient_failures_retry_and_persistent_ones_end_failed_with_reason() {
     );
 
     let broken = Counting::new("1", u32::MAX);
-    let engine = Engine::open_embedded(&tmp.path().join("home2"), cfg())
+    let engine = Engine::open_embedded(&tmp.path().join("home2"), cfg(), None)
         .await
         .expect("open")
         .with_extractor(broken.clone());
-    let src = engine.add_local_path(&file).await.expect("source");
-    engine.scan(&src.id).await.expect("scan");
+    let src = engine
+        .add_local_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("source");
+    engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+        .await
+        .expect("scan");
     let report = engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
         .expect("run");
     assert_eq!((report.retried, report.failed), (2, 1), "{report:?}");
     assert_eq!(broken.calls.load(Ordering::SeqCst), 3);
-    let status = engine.status().await.expect("status");
+    let status = engine
+        .status(&heimdex_core::TenantId::default_tenant())
+        .await
+        .expect("status");
     assert_eq!(status.failures.len(), 1);
     let reason = &status.failures[0].reason;
     assert!(
@@ -235,24 +269,31 @@ async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes
     let home = tmp.path().join("home");
 
     let v1 = Counting::new("1", 0);
-    let engine = Engine::open_embedded(&home, cfg())
+    let engine = Engine::open_embedded(&home, cfg(), None)
         .await
         .expect("open")
         .with_extractor(v1.clone());
-    let src = engine.add_local_path(&file).await.expect("source");
-    engine.scan(&src.id).await.expect("scan");
+    let src = engine
+        .add_local_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("source");
+    engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+        .await
+        .expect("scan");
     engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
         .expect("run");
     assert_eq!(v1.calls.load(Ordering::SeqCst), 1);
-    let req = heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("zebracorn");
+    let req = heimdex_core::SearchRequest::new(heimdex_core::TenantId::default_tenant())
+        .with_text("zebracorn");
     let moments = engine.search(&req).await.expect("search");
     assert!(!moments.is_empty(), "custom spans are searchable");
     // The version-1 text is findable now, so its absence after the v2 run below means
     // the stale documents were replaced, not that the query never matched.
-    let v1_req =
-        heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("\"zebracorn v1\"");
+    let v1_req = heimdex_core::SearchRequest::new(heimdex_core::TenantId::default_tenant())
+        .with_text("\"zebracorn v1\"");
     assert!(
         !engine.search(&v1_req).await.expect("search").is_empty(),
         "the v1 output is searchable before the stage changes"
@@ -263,7 +304,10 @@ async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes
             .as_deref()
             .is_some_and(|s| s.contains("[zebracorn]"))
     );
-    let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
+    let sidecar = engine
+        .sidecar_for_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("sidecar");
     assert_valid_sidecar(
         &sidecar_validator(),
         &serde_json::to_value(&sidecar).expect("json"),
@@ -272,13 +316,22 @@ async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes
 
     // Same identity: a forced re-run of the job reuses the stored stage (no call).
     let again = Counting::new("1", 0);
-    let engine = Engine::open_embedded(&home, cfg())
+    let engine = Engine::open_embedded(&home, cfg(), None)
         .await
         .expect("open")
         .with_extractor(again.clone());
-    engine.attach_stored_sources().await.expect("attach");
-    let asset = engine.asset_for_path(&file).await.expect("asset");
-    engine.reindex_asset(&asset.id).await.expect("requeue");
+    engine
+        .attach_stored_sources(&heimdex_core::TenantId::default_tenant())
+        .await
+        .expect("attach");
+    let asset = engine
+        .asset_for_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("asset");
+    engine
+        .reindex_asset(&heimdex_core::TenantId::default_tenant(), &asset.id)
+        .await
+        .expect("requeue");
     let report = engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
@@ -293,21 +346,30 @@ async fn custom_stage_output_is_searchable_and_reused_until_its_identity_changes
 
     // New version of the stage: only it re-runs; its new output replaces the old.
     let v2 = Counting::new("2", 0);
-    let engine = Engine::open_embedded(&home, cfg())
+    let engine = Engine::open_embedded(&home, cfg(), None)
         .await
         .expect("open")
         .with_extractor(v2.clone());
-    engine.attach_stored_sources().await.expect("attach");
-    engine.reindex_asset(&asset.id).await.expect("requeue");
+    engine
+        .attach_stored_sources(&heimdex_core::TenantId::default_tenant())
+        .await
+        .expect("attach");
+    engine
+        .reindex_asset(&heimdex_core::TenantId::default_tenant(), &asset.id)
+        .await
+        .expect("requeue");
     engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
         .expect("run");
     assert_eq!(v2.calls.load(Ordering::SeqCst), 1);
-    let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
+    let sidecar = engine
+        .sidecar_for_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("sidecar");
     assert_eq!(sidecar.extensions["test.counting"].extractor.version, "2");
-    let req =
-        heimdex_core::SearchRequest::new(engine.tenant().clone()).with_text("\"zebracorn v2\"");
+    let req = heimdex_core::SearchRequest::new(heimdex_core::TenantId::default_tenant())
+        .with_text("\"zebracorn v2\"");
     assert!(!engine.search(&req).await.expect("search").is_empty());
     assert!(
         engine.search(&v1_req).await.expect("search").is_empty(),
@@ -398,15 +460,21 @@ async fn retries_resume_from_completed_stages_and_dependents_rerun_when_inputs_c
     let b = Recording::new("stage.b", "1", &[], 1);
     let c = Recording::new("stage.c", "1", &["stage.a"], 0);
     let d = Recording::new("stage.d", "1", &[], 0);
-    let engine = Engine::open_embedded(&home, cfg())
+    let engine = Engine::open_embedded(&home, cfg(), None)
         .await
         .expect("open")
         .with_extractor(c.clone())
         .with_extractor(a.clone())
         .with_extractor(b.clone())
         .with_extractor(d.clone());
-    let src = engine.add_local_path(&file).await.expect("source");
-    engine.scan(&src.id).await.expect("scan");
+    let src = engine
+        .add_local_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("source");
+    engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+        .await
+        .expect("scan");
     let report = engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
@@ -420,12 +488,18 @@ async fn retries_resume_from_completed_stages_and_dependents_rerun_when_inputs_c
     );
     // c ran after a (level 2), and only once.
     assert_eq!(c.calls(), 1);
-    let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
+    let sidecar = engine
+        .sidecar_for_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("sidecar");
     assert_eq!(
         sidecar.extensions["stage.c"].data.data["seen"],
         serde_json::json!(["stage.a@1"])
     );
-    let asset = engine.asset_for_path(&file).await.expect("asset");
+    let asset = engine
+        .asset_for_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("asset");
     drop(engine);
 
     // Change a's version: a and its dependent c re-run; b and d are reused.
@@ -435,15 +509,21 @@ async fn retries_resume_from_completed_stages_and_dependents_rerun_when_inputs_c
         Recording::new("stage.c", "1", &["stage.a"], 0),
         Recording::new("stage.d", "1", &[], 0),
     );
-    let engine = Engine::open_embedded(&home, cfg())
+    let engine = Engine::open_embedded(&home, cfg(), None)
         .await
         .expect("open")
         .with_extractor(a2.clone())
         .with_extractor(b2.clone())
         .with_extractor(c2.clone())
         .with_extractor(d2.clone());
-    engine.attach_stored_sources().await.expect("attach");
-    engine.reindex_asset(&asset.id).await.expect("requeue");
+    engine
+        .attach_stored_sources(&heimdex_core::TenantId::default_tenant())
+        .await
+        .expect("attach");
+    engine
+        .reindex_asset(&heimdex_core::TenantId::default_tenant(), &asset.id)
+        .await
+        .expect("requeue");
     engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
@@ -452,7 +532,10 @@ async fn retries_resume_from_completed_stages_and_dependents_rerun_when_inputs_c
         (a2.calls(), b2.calls(), c2.calls(), d2.calls()),
         (1, 0, 1, 0)
     );
-    let sidecar = engine.sidecar_for_path(&file).await.expect("sidecar");
+    let sidecar = engine
+        .sidecar_for_path(&heimdex_core::TenantId::default_tenant(), &file)
+        .await
+        .expect("sidecar");
     assert_eq!(
         sidecar.extensions["stage.c"].data.data["seen"],
         serde_json::json!(["stage.a@2"])

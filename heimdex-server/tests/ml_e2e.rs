@@ -92,7 +92,7 @@ async fn engine(home: &Path) -> Engine {
         "every default model must load (run `make models`): {:?}",
         stages.notes
     );
-    let mut engine = Engine::open_embedded(home, EngineConfig::default())
+    let mut engine = Engine::open_embedded(home, EngineConfig::default(), None)
         .await
         .expect("engine");
     for e in stages.extractors {
@@ -105,7 +105,7 @@ async fn engine(home: &Path) -> Engine {
 }
 
 async fn search(engine: &Engine, q: &str, filter: SearchFilter) -> Vec<Moment> {
-    let req = SearchRequest::new(engine.tenant().clone())
+    let req = SearchRequest::new(heimdex_core::TenantId::default_tenant())
         .with_text(q)
         .with_filter(filter)
         .with_limit(5);
@@ -147,16 +147,29 @@ async fn speech_text_faces_and_meaning_are_searchable_by_moment() {
     );
 
     let engine = engine(&tmp.path().join("home")).await;
-    let src = engine.add_local_path(&lib).await.expect("source");
-    engine.scan(&src.id).await.expect("scan");
+    let src = engine
+        .add_local_path(&heimdex_core::TenantId::default_tenant(), &lib)
+        .await
+        .expect("source");
+    engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+        .await
+        .expect("scan");
     let report = engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
         .expect("run");
     assert_eq!(report.indexed, 5, "{report:?}");
     let validator = sidecar_validator();
-    for a in engine.assets().await.expect("assets") {
-        let s = engine.sidecar(&a.id).await.expect("sidecar");
+    for a in engine
+        .assets(&heimdex_core::TenantId::default_tenant())
+        .await
+        .expect("assets")
+    {
+        let s = engine
+            .sidecar(&heimdex_core::TenantId::default_tenant(), &a.id)
+            .await
+            .expect("sidecar");
         assert_valid_sidecar(&validator, &serde_json::to_value(&s).expect("json"));
     }
 
@@ -217,10 +230,13 @@ async fn speech_text_faces_and_meaning_are_searchable_by_moment() {
     // More like this: from the lobster sentence (7.5 s) to the lobster menu on screen, and
     // never the sentence itself.
     let festival = engine
-        .asset_for_path(&lib.join("festival.mp4"))
+        .asset_for_path(
+            &heimdex_core::TenantId::default_tenant(),
+            &lib.join("festival.mp4"),
+        )
         .await
         .expect("asset");
-    let req = SearchRequest::new(engine.tenant().clone()).with_limit(3);
+    let req = SearchRequest::new(heimdex_core::TenantId::default_tenant()).with_limit(3);
     let like = engine
         .more_like(&festival.id, 8.0, &req)
         .await
@@ -246,7 +262,10 @@ async fn speech_text_faces_and_meaning_are_searchable_by_moment() {
     assert!(search(&engine, "lobster", f).await.is_empty());
 
     // Faces: one person across both carphone clips, another for the astronaut.
-    let persons = engine.persons().await.expect("persons");
+    let persons = engine
+        .persons(&heimdex_core::TenantId::default_tenant())
+        .await
+        .expect("persons");
     assert_eq!(
         persons.len(),
         2,
@@ -256,7 +275,10 @@ async fn speech_text_faces_and_meaning_are_searchable_by_moment() {
     let cluster_of = |path: PathBuf| {
         let engine = &engine;
         async move {
-            let s = engine.sidecar_for_path(&path).await.expect("sidecar");
+            let s = engine
+                .sidecar_for_path(&heimdex_core::TenantId::default_tenant(), &path)
+                .await
+                .expect("sidecar");
             let faces = s.faces.expect("faces block").data.detections;
             assert!(!faces.is_empty(), "a face in {}", path.display());
             let mut ids: Vec<String> = faces.into_iter().filter_map(|d| d.cluster).collect();
@@ -270,12 +292,16 @@ async fn speech_text_faces_and_meaning_are_searchable_by_moment() {
     assert_eq!(a, b, "same person in two clips");
     assert_ne!(a, c, "different persons");
     let named = engine
-        .name_person(&a[0], "Car Phone Man")
+        .name_person(
+            &heimdex_core::TenantId::default_tenant(),
+            &a[0],
+            "Car Phone Man",
+        )
         .await
         .expect("name");
     assert_eq!(
         engine
-            .resolve_person("car phone man")
+            .resolve_person(&heimdex_core::TenantId::default_tenant(), "car phone man")
             .await
             .expect("resolve"),
         Some(named.id.clone())
@@ -306,18 +332,27 @@ async fn search_by_example_frame_through_clip_plumbing() {
     std::fs::create_dir_all(&lib).expect("mkdir");
     festival_clip(&lib);
     let home = tmp.path().join("home");
-    let engine = Engine::open_embedded(&home, EngineConfig::default())
+    let engine = Engine::open_embedded(&home, EngineConfig::default(), None)
         .await
         .expect("engine")
         .with_extractor(stage.clone());
-    let src = engine.add_local_path(&lib).await.expect("source");
-    engine.scan(&src.id).await.expect("scan");
+    let src = engine
+        .add_local_path(&heimdex_core::TenantId::default_tenant(), &lib)
+        .await
+        .expect("source");
+    engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &src.id)
+        .await
+        .expect("scan");
     engine
         .run_until_idle(Arc::new(SilentProgress))
         .await
         .expect("run");
     let sidecar = engine
-        .sidecar_for_path(&lib.join("festival.mp4"))
+        .sidecar_for_path(
+            &heimdex_core::TenantId::default_tenant(),
+            &lib.join("festival.mp4"),
+        )
         .await
         .expect("sidecar");
     assert_eq!(
@@ -330,7 +365,7 @@ async fn search_by_example_frame_through_clip_plumbing() {
             .join("media")
             .join(&shot.keyframe.as_ref().expect("keyframe").thumbnail);
         let v = heimdex_server::stages::image_vector(&stage, &thumb).expect("image vector");
-        let req = SearchRequest::new(engine.tenant().clone())
+        let req = SearchRequest::new(heimdex_core::TenantId::default_tenant())
             .with_vector("image", v)
             .with_limit(2);
         let m = engine.search(&req).await.expect("search");

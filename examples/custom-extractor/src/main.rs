@@ -86,19 +86,25 @@ async fn main() -> Result<()> {
         .map(PathBuf::from)
         .context("usage: custom-extractor VIDEO")?;
     let home = tempfile::tempdir()?;
-    let engine = Engine::open_embedded(home.path(), EngineConfig::default())
+    let engine = Engine::open_embedded(home.path(), EngineConfig::default(), None)
         .await?
         .with_extractor(Arc::new(LumaExtractor { night_below: 60.0 }));
 
-    let source = engine.add_local_path(&video).await?;
-    let scan = engine.scan(&source.id).await?;
+    let source = engine
+        .add_local_path(&heimdex_core::TenantId::default_tenant(), &video)
+        .await?;
+    let scan = engine
+        .scan(&heimdex_core::TenantId::default_tenant(), &source.id)
+        .await?;
     let run = engine.run_until_idle(Arc::new(SilentProgress)).await?;
     println!("scan {scan:?}; run {run:?}");
     if run.indexed != 1 {
         bail!("expected the video to index, got {run:?}");
     }
 
-    let sidecar = engine.sidecar_for_path(&video).await?;
+    let sidecar = engine
+        .sidecar_for_path(&heimdex_core::TenantId::default_tenant(), &video)
+        .await?;
     let block = sidecar
         .extensions
         .get("example.luma")
@@ -107,7 +113,7 @@ async fn main() -> Result<()> {
 
     let mut found = 0;
     for query in ["daylight scene", "night scene"] {
-        let req = SearchRequest::new(engine.tenant().clone())
+        let req = SearchRequest::new(heimdex_core::TenantId::default_tenant())
             .with_text(query)
             .with_limit(5);
         for m in engine.search(&req).await? {

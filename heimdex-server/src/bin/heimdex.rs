@@ -5,8 +5,16 @@
 //! heimdex --home DIR search "QUERY" [--limit N] [--json]
 //! heimdex --home DIR show PATH                print an asset's sidecar JSON
 //! heimdex --home DIR status [--json]          assets and jobs by state, failures with reasons
+//! heimdex --home DIR persons [name ID NAME]    face clusters across the archive
+//! heimdex --home DIR reindex                  rebuild the search index from the sidecars
+//! heimdex --home DIR check [--repair]         find (and fix) gaps between store, index, media
 //! ```
 //! `--home` defaults to `$HEIMDEX_HOME`, then `./.heimdex`.
+//!
+//! Any number of these may run at once on one home. Commands that write the index (`index`,
+//! `reindex`, `check --repair`) take the home's writer lock; a second one waits for the first
+//! and says so. Errors are reported in one place ([`report`]): a line per cause, a hint
+//! where the CLI knows what to do, and an exit code by kind (see [`exit_code`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,10 +23,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use heimdex_core::SegmentKind;
 use heimdex_core::index::{SearchFilter, SearchRequest};
 use heimdex_core::time_util::timecode;
-use heimdex_server::engine::{Engine, EngineConfig, JobOutcome, ProgressEvent, ProgressSink};
+use heimdex_core::{ErrorKind, SegmentKind, TenantId};
+use heimdex_server::engine::{
+    Engine, EngineConfig, EngineError, HomeLock, JobOutcome, ProgressEvent, ProgressSink, Shutdown,
+    WorkerOptions,
+};
 use heimdex_server::stages::{StageSettings, Stages, default_stages, query_encoders};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -96,6 +107,18 @@ enum Command {
     },
     /// Assets and jobs by state; failed jobs with their reasons.
     Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the search index from the stored sidecars (no extraction, no models).
+    Reindex,
+    /// Find gaps between the store, the index and the stored sidecars/thumbnails.
+    Check {
+        /// Fix what was found: rebuild missing documents from sidecars, delete orphans,
+        /// queue assets whose sidecar is missing.
+        #[arg(long)]
+        repair: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -268,22 +291,106 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Err(e) => report(&e),
+    }
+}
+
+/// The CLI's one mapping from errors to what the user sees: `error: ` with the chain of
+/// causes (each said once), a hint where there is something to do, and the exit code.
+fn report(e: &anyhow::Error) -> ExitCode {
+    let mut line = String::from("error: ");
+    let mut previous = String::new();
+    for (i, cause) in e.chain().enumerate() {
+        let text = cause.to_string();
+        // A wrapper that already quotes its source (thiserror's `{source}`) adds nothing.
+        if i > 0 && previous.contains(&text) {
+            continue;
+        }
+        if i > 0 {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        previous = text;
+    }
+    eprintln!("{line}");
+    let engine_error = e.chain().find_map(|c| c.downcast_ref::<EngineError>());
+    if let Some(h) = engine_error.and_then(hint) {
+        eprintln!("hint: {h}");
+    }
+    exit_code(engine_error.map(EngineError::kind))
+}
+
+/// What the user can do about an error, where the CLI knows.
+fn hint(e: &EngineError) -> Option<&'static str> {
+    match e {
+        EngineError::NotIndexed(_) => Some("run `heimdex index` on it first"),
+        EngineError::UnknownPerson(_) => Some("`heimdex persons` lists the persons and names"),
+        EngineError::NoMomentAt { .. } => Some("run `make models` and index the file again"),
+        EngineError::NoSidecar(_) => Some("`heimdex check --repair` queues it for indexing"),
+        _ => match e.kind() {
+            ErrorKind::Unavailable => Some("another process may be busy with this home; retry"),
+            ErrorKind::Internal => Some("`heimdex check` reports inconsistencies"),
+            _ => None,
+        },
+    }
+}
+
+/// Exit codes: 1 for any failure the CLI cannot classify, otherwise by kind (the
+/// `sysexits.h` values where one fits; clap uses 2 for bad arguments).
+fn exit_code(kind: Option<ErrorKind>) -> ExitCode {
+    ExitCode::from(match kind {
+        Some(ErrorKind::InvalidInput) => 2,
+        Some(ErrorKind::NotFound) => 3,
+        Some(ErrorKind::BadMedia) => 65,
+        Some(ErrorKind::Unauthorized) => 77,
+        Some(ErrorKind::Unavailable) => 75,
+        Some(ErrorKind::Conflict) => 4,
+        _ => 1,
+    })
+}
+
+/// The tenant of the embedded CLI: one archive, one user.
+fn tenant() -> TenantId {
+    TenantId::default_tenant()
+}
+
+/// Take the home's writer lock, saying so when another process holds it and waiting.
+async fn writer_lock(home: &std::path::Path, what: &str) -> Result<HomeLock> {
+    match HomeLock::try_acquire(home, what)? {
+        Ok(lock) => Ok(lock),
+        Err(holder) => {
+            eprintln!(
+                "waiting for {holder} to finish writing {} …",
+                home.display()
+            );
+            Ok(HomeLock::acquire(home, what).await?)
         }
     }
 }
 
-async fn open(cli: &Cli, jobs: usize, load: Load, language: Option<String>) -> Result<Engine> {
+async fn open(
+    cli: &Cli,
+    jobs: usize,
+    load: Load,
+    language: Option<String>,
+    writer: Option<&str>,
+) -> Result<Engine> {
     let home = &cli.home;
     let cfg = EngineConfig {
         concurrency: jobs.max(1),
         ..EngineConfig::default()
     };
-    let mut engine = Engine::open_embedded(home, cfg)
+    let lock = match writer {
+        Some(what) => Some(writer_lock(home, what).await?),
+        None => None,
+    };
+    let mut engine = Engine::open_embedded(home, cfg, lock)
         .await
         .with_context(|| format!("opening Heimdex home {}", home.display()))?;
+    if writer.is_some() {
+        // A crash between writing a job and enqueueing it is repaired here.
+        engine.reconcile(&tenant()).await?;
+    }
     let settings = StageSettings {
         disable_ml: cli.no_ml,
         language,
@@ -302,7 +409,7 @@ async fn open(cli: &Cli, jobs: usize, load: Load, language: Option<String>) -> R
     for q in stages.query_encoders {
         engine = engine.with_query_encoder(q);
     }
-    engine.attach_stored_sources().await?;
+    engine.attach_stored_sources(&tenant()).await?;
     Ok(engine)
 }
 
@@ -326,11 +433,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let fusion = parse_fusion(&filter.fusion)?;
             let face = filter.face.clone();
             let mut filter = filter.to_filter()?;
-            let engine = open(&cli, 1, Load::QueryEncoders, None).await?;
+            let engine = open(&cli, 1, Load::QueryEncoders, None, None).await?;
+            let t = tenant();
             if let Some(photo) = face {
                 let descriptor = heimdex_server::stages::face_descriptor(&photo)
                     .map_err(|e| anyhow::anyhow!(e))?;
-                match engine.nearest_person(&descriptor, 0.6).await? {
+                match engine.nearest_person(&t, &descriptor, 0.6).await? {
                     Some((p, d)) => {
                         eprintln!(
                             "face: {} (distance {d:.2})",
@@ -345,11 +453,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             for p in &mut filter.faces {
-                if let Some(id) = engine.resolve_person(p).await? {
+                if let Some(id) = engine.resolve_person(&t, p).await? {
                     *p = id;
                 }
             }
-            let mut req = SearchRequest::new(engine.tenant().clone())
+            let mut req = SearchRequest::new(t.clone())
                 .with_fusion(fusion)
                 .with_filter(filter)
                 .with_limit(limit)
@@ -367,7 +475,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     let (file, at) = spec
                         .rsplit_once('@')
                         .with_context(|| format!("--like {spec}: expected FILE@SECONDS"))?;
-                    let asset = engine.asset_for_path(std::path::Path::new(file)).await?;
+                    let asset = engine
+                        .asset_for_path(&t, std::path::Path::new(file))
+                        .await?;
                     engine.more_like(&asset.id, parse_time(at)?, &req).await?
                 }
                 None => engine.search(&req).await?,
@@ -418,19 +528,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { ref path } => {
-            let engine = open(&cli, 1, Load::Nothing, None).await?;
-            let sidecar = engine.sidecar_for_path(path).await?;
+            let engine = open(&cli, 1, Load::Nothing, None, None).await?;
+            let sidecar = engine.sidecar_for_path(&tenant(), path).await?;
             println!("{}", serde_json::to_string_pretty(&sidecar)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Persons { ref action, json } => {
-            let engine = open(&cli, 1, Load::Nothing, None).await?;
+            let engine = open(&cli, 1, Load::Nothing, None, None).await?;
             if let Some(PersonsAction::Name { id, name }) = action {
-                let p = engine.name_person(id, name).await?;
+                let p = engine.name_person(&tenant(), id, name).await?;
                 println!("{} is now named {:?}", p.id, p.name.unwrap_or_default());
                 return Ok(ExitCode::SUCCESS);
             }
-            let persons = engine.persons().await?;
+            let persons = engine.persons(&tenant()).await?;
             if json {
                 let out: Vec<serde_json::Value> = persons
                     .iter()
@@ -451,9 +561,87 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reindex => {
+            let engine = open(&cli, 1, Load::Nothing, None, Some("reindex")).await?;
+            let r = engine.reindex(&tenant()).await?;
+            println!(
+                "reindex: {} assets, {} documents in {:.2} s ({:.0} assets/s){}",
+                r.assets,
+                r.documents,
+                r.seconds,
+                r.assets as f64 / r.seconds.max(1e-9),
+                if r.requeued > 0 {
+                    format!(
+                        "; {} without a sidecar queued: run `heimdex index` to extract them",
+                        r.requeued
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { repair, json } => {
+            let writer = repair.then_some("check --repair");
+            let engine = open(&cli, 1, Load::Nothing, None, writer).await?;
+            let found = engine.check(&tenant(), None).await?;
+            let fixed = if repair && !found.is_clean() {
+                Some(engine.repair(&tenant(), &found).await?)
+            } else {
+                None
+            };
+            if json {
+                let out = serde_json::json!({"found": found, "clean": found.is_clean(), "repaired": fixed});
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("checked {} assets", found.assets_checked);
+                let lists: [(&str, Vec<String>); 4] = [
+                    (
+                        "indexed but missing from the search index",
+                        ids(&found.missing_documents),
+                    ),
+                    (
+                        "in the search index but unknown to the store",
+                        ids(&found.orphan_documents),
+                    ),
+                    (
+                        "indexed but without a sidecar",
+                        ids(&found.missing_sidecars),
+                    ),
+                    (
+                        "sidecars/thumbnails of unknown assets",
+                        found.orphan_media.clone(),
+                    ),
+                ];
+                for (what, items) in &lists {
+                    if !items.is_empty() {
+                        println!("{} {what}:", items.len());
+                        for i in items.iter().take(20) {
+                            println!("  {i}");
+                        }
+                    }
+                }
+                match &fixed {
+                    Some(r) => println!(
+                        "repaired: {} restored from sidecars, {} orphan asset documents removed, {} queued (run `heimdex index`), {} media objects removed",
+                        r.documents_restored,
+                        r.documents_removed,
+                        r.assets_requeued,
+                        r.media_removed
+                    ),
+                    None if found.is_clean() => println!("store, index and media agree"),
+                    None => println!("run `heimdex check --repair` to fix"),
+                }
+            }
+            Ok(if found.is_clean() || fixed.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Status { json } => {
-            let engine = open(&cli, 1, Load::Nothing, None).await?;
-            let status = engine.status().await?;
+            let engine = open(&cli, 1, Load::Nothing, None, None).await?;
+            let status = engine.status(&tenant()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -512,7 +700,7 @@ impl ProgressSink for Bar {
                         "retrying {key} in {:.1} s: {reason}",
                         after.as_secs_f64()
                     )),
-                    JobOutcome::Skipped => {}
+                    JobOutcome::Skipped | JobOutcome::HandedBack => {}
                 }
                 if !matches!(outcome, JobOutcome::Retrying { .. }) {
                     self.bar.inc(1);
@@ -522,6 +710,10 @@ impl ProgressSink for Bar {
     }
 }
 
+fn ids(ids: &[heimdex_core::AssetId]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
 async fn index(
     cli: &Cli,
     paths: &[PathBuf],
@@ -529,24 +721,37 @@ async fn index(
     quiet: bool,
     language: Option<String>,
 ) -> Result<ExitCode> {
-    let engine = open(cli, jobs, Load::Stages, language).await?;
+    let engine = open(cli, jobs, Load::Stages, language, Some("index")).await?;
+    let t = tenant();
     let mut bad_paths = 0;
     let (mut new, mut modified, mut deleted) = (0, 0, 0);
+    let mut scanned = Vec::new();
     for path in paths {
-        let source = match engine.add_local_path(path).await {
+        let source = match engine.add_local_path(&t, path).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
+                report(&anyhow::Error::new(e));
                 bad_paths += 1;
                 continue;
             }
         };
-        let report = engine.scan(&source.id).await?;
+        let report = engine.scan(&t, &source.id).await?;
         new += report.new;
         modified += report.modified;
         deleted += report.deleted;
+        scanned.push(source.id);
     }
     println!("scan: {new} new, {modified} modified, {deleted} deleted");
+    // Assets indexed by an earlier run that never reached the search index (a process
+    // killed before its flush) are restored from their sidecars here.
+    let gaps = engine.check(&t, Some(&scanned)).await?;
+    if !gaps.is_clean() {
+        let r = engine.repair(&t, &gaps).await?;
+        println!(
+            "repaired: {} assets restored to the search index from their sidecars, {} queued again",
+            r.documents_restored, r.assets_requeued
+        );
+    }
     let queued = engine.queue_depth().await?;
     let bar = ProgressBar::new(queued);
     if quiet {
@@ -560,9 +765,21 @@ async fn index(
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let sink = Arc::new(Bar { bar: bar.clone() });
-    let report = engine.run_until_idle(sink).await?;
+    // Ctrl-C stops taking jobs; a job in progress gets a few seconds, then goes back to the
+    // queue for the next run. The index is flushed either way.
+    let (stop, shutdown) = Shutdown::new();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop.send(true);
+        }
+    });
+    let options = WorkerOptions {
+        grace: Duration::from_secs(5),
+        ..WorkerOptions::default()
+    };
+    let report = engine.run_workers(sink, options, shutdown).await?;
     bar.finish_and_clear();
-    let status = engine.status().await?;
+    let status = engine.status(&t).await?;
     println!(
         "done: {} indexed, {} failed this run; archive: {} assets indexed, {} failed, {} index documents",
         report.indexed,
@@ -571,6 +788,13 @@ async fn index(
         status.assets.get("failed").copied().unwrap_or(0),
         status.index_documents
     );
+    if report.handed_back > 0 {
+        println!(
+            "interrupted: {} jobs handed back; run `heimdex index` again to finish",
+            report.handed_back
+        );
+        return Ok(ExitCode::from(130));
+    }
     Ok(if report.failed > 0 || bad_paths > 0 {
         ExitCode::FAILURE
     } else {

@@ -11,9 +11,18 @@
 //! The engine holds trait objects only, so the embedded default (SQLite, in-process queue,
 //! in-process index, local files) and the server stack are the same code with different
 //! backends.
+//!
+//! # Tenancy
+//! Every entry point acts for an explicit tenant: a [`TenantId`] argument, or the tenant of
+//! the [`SearchRequest`]. There is no "current tenant": a worker takes the tenant from the
+//! job it reserved, connectors are keyed by (tenant, source), sidecars and thumbnails live
+//! under a per-tenant prefix of the media store, and the Store and Index scope every call.
+//! The embedded CLI acts for [`TenantId::default_tenant`].
 
 mod error;
+mod home;
 mod persons;
+mod repair;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -33,22 +42,27 @@ use heimdex_core::store::{AssetQuery, JobQuery};
 use heimdex_core::{Connector, Extractor, Index, IndexError, QueryEncoder, Queue, Store};
 use heimdex_pipeline::AnalyzeOptions;
 use object_store::ObjectStore;
+#[cfg(feature = "embedded")]
 use object_store::local::LocalFileSystem;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 pub use error::EngineError;
+pub use home::{HomeLock, LockHolder};
 pub use persons::PERSON_THRESHOLD;
-pub use worker::{JobOutcome, ProgressEvent, ProgressSink, RunReport, SilentProgress};
+pub use repair::{CheckReport, ReindexReport, RepairReport};
+pub use worker::{
+    JobOutcome, ProgressEvent, ProgressSink, RunReport, Shutdown, SilentProgress, WorkerOptions,
+};
 
+#[cfg(feature = "embedded")]
 use crate::queue::LocalQueue;
+#[cfg(feature = "embedded")]
 use crate::store::SqliteStore;
 
 /// Settings of an [`Engine`].
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Tenant the engine acts for.
-    pub tenant: TenantId,
     /// Pipeline settings.
     pub analyze: AnalyzeOptions,
     /// Jobs processed concurrently by [`Engine::run_until_idle`].
@@ -66,7 +80,6 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            tenant: TenantId::default_tenant(),
             analyze: AnalyzeOptions::default(),
             concurrency: 2,
             visibility: Duration::from_secs(120),
@@ -131,9 +144,12 @@ pub struct Engine {
     pub(crate) media_root: Option<PathBuf>,
     pub(crate) extractors: Vec<Arc<dyn Extractor>>,
     pub(crate) query_encoders: Vec<Arc<dyn QueryEncoder>>,
-    pub(crate) connectors: Mutex<BTreeMap<SourceId, Arc<dyn Connector>>>,
-    /// Serialises person assignment within the process.
-    pub(crate) persons_lock: Mutex<()>,
+    /// Connectors by (tenant, source).
+    pub(crate) connectors: Mutex<BTreeMap<(TenantId, SourceId), Arc<dyn Connector>>>,
+    /// Builds connectors from a source's kind and URI.
+    pub(crate) registry: heimdex_connectors::ConnectorRegistry,
+    /// The embedded home's writer lock, held while this engine lives (embedded writers only).
+    pub(crate) _home_lock: Option<HomeLock>,
 }
 
 impl Engine {
@@ -155,17 +171,49 @@ impl Engine {
             extractors: Vec::new(),
             query_encoders: Vec::new(),
             connectors: Mutex::new(BTreeMap::new()),
-            persons_lock: Mutex::new(()),
+            registry: heimdex_connectors::ConnectorRegistry::default(),
+            _home_lock: None,
         }
+    }
+
+    /// Use `registry` to build connectors for sources (the default knows local folders and
+    /// files; add kinds to reach other storage).
+    pub fn with_connector_registry(
+        mut self,
+        registry: heimdex_connectors::ConnectorRegistry,
+    ) -> Self {
+        self.registry = registry;
+        self
     }
 
     /// The embedded default under `home`: `heimdex.db` (SQLite store + persisted queue),
     /// `index/` (embedded index), `media/` (sidecars and thumbnails).
-    pub async fn open_embedded(home: &Path, cfg: EngineConfig) -> Result<Self, EngineError> {
+    ///
+    /// Without a lock the engine is a reader: it may search, show and report, and must not
+    /// write the index (another process may be writing it; readers see its last flush). With
+    /// the home's [`HomeLock`] it is the one writer: it loads the index after taking the
+    /// lock, so it sees every document written before, and hands back jobs that a killed
+    /// process left reserved.
+    #[cfg(feature = "embedded")]
+    pub async fn open_embedded(
+        home: &Path,
+        cfg: EngineConfig,
+        lock: Option<HomeLock>,
+    ) -> Result<Self, EngineError> {
         std::fs::create_dir_all(home).map_err(|e| EngineError::io(home, e))?;
         let store = SqliteStore::open(&home.join("heimdex.db")).await?;
         let queue = LocalQueue::new(&store, cfg.retry).await?;
-        let index = heimdex_index::EmbeddedIndex::open(home.join("index"))?;
+        if lock.is_some() {
+            let n = queue.reclaim_abandoned().await?;
+            if n > 0 {
+                tracing::info!(jobs = n, "handed back jobs of a process that stopped");
+            }
+        }
+        let index_dir = home.join("index");
+        let index =
+            tokio::task::spawn_blocking(move || heimdex_index::EmbeddedIndex::open(index_dir))
+                .await
+                .map_err(|e| EngineError::Task(e.to_string()))??;
         let media_dir = home.join("media");
         std::fs::create_dir_all(&media_dir).map_err(|e| EngineError::io(&media_dir, e))?;
         let media_dir = media_dir
@@ -180,6 +228,7 @@ impl Engine {
             Arc::new(media),
         );
         engine.media_root = Some(media_dir);
+        engine._home_lock = lock;
         Ok(engine)
     }
 
@@ -210,20 +259,21 @@ impl Engine {
         &self.index
     }
 
-    /// The tenant.
-    pub fn tenant(&self) -> &TenantId {
-        &self.cfg.tenant
+    /// The queue.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.queue
     }
 
-    /// Register a source backed by `connector` (idempotent) and remember the connector.
+    /// Register a source of `tenant` backed by `connector` (idempotent) and remember the
+    /// connector.
     pub async fn add_source(
         &self,
+        tenant: &TenantId,
         id: SourceId,
         kind: &str,
         uri: &str,
         connector: Arc<dyn Connector>,
     ) -> Result<Source, EngineError> {
-        let tenant = &self.cfg.tenant;
         let source = match self.store.get_source(tenant, &id).await? {
             Some(s) => s,
             None => {
@@ -238,72 +288,96 @@ impl Engine {
                 s
             }
         };
-        self.connectors.lock().await.insert(id, connector);
+        self.connectors
+            .lock()
+            .await
+            .insert((tenant.clone(), id), connector);
         Ok(source)
     }
 
-    /// Register a local folder or single file as a source (see [`local_source_id`]).
-    pub async fn add_local_path(&self, path: &Path) -> Result<Source, EngineError> {
-        let abs = path.canonicalize().map_err(|e| EngineError::io(path, e))?;
-        let uri = abs.display().to_string();
-        let (kind, connector): (&str, Arc<dyn Connector>) = if abs.is_dir() {
-            (
-                "local",
-                Arc::new(heimdex_connectors::LocalConnector::new(&abs)?),
-            )
-        } else {
-            (
-                "local-file",
-                Arc::new(heimdex_connectors::LocalConnector::single_file(&abs)?),
-            )
-        };
-        self.add_source(local_source_id(&uri), kind, &uri, connector)
+    /// Register a source of `tenant` from a URI (`file:///…` or a plain path today; more
+    /// kinds as the registry knows them), building its connector with the registry. The
+    /// source id is derived from the normalised URI, so adding the same place twice finds
+    /// the same source.
+    pub async fn add_source_uri(
+        &self,
+        tenant: &TenantId,
+        uri: &str,
+    ) -> Result<Source, EngineError> {
+        let spec = heimdex_connectors::SourceSpec::parse(uri)?;
+        let connector = self.registry.build(&spec)?;
+        let id = source_id(spec.kind(), spec.uri());
+        self.add_source(tenant, id, spec.kind(), spec.uri(), connector)
             .await
     }
 
-    /// Re-attach connectors for every stored local source (after a restart).
-    pub async fn attach_stored_sources(&self) -> Result<(), EngineError> {
-        for s in self.store.list_sources(&self.cfg.tenant).await? {
-            if self.connectors.lock().await.contains_key(&s.id) {
+    /// Register a local folder or single file as a source of `tenant`.
+    pub async fn add_local_path(
+        &self,
+        tenant: &TenantId,
+        path: &Path,
+    ) -> Result<Source, EngineError> {
+        let abs = path.canonicalize().map_err(|e| EngineError::io(path, e))?;
+        self.add_source_uri(tenant, &abs.display().to_string())
+            .await
+    }
+
+    /// Re-attach connectors for every stored source of `tenant` (after a restart). Sources
+    /// whose place is gone (a deleted folder) are left detached: scanning them is an error.
+    pub async fn attach_stored_sources(&self, tenant: &TenantId) -> Result<(), EngineError> {
+        for s in self.store.list_sources(tenant).await? {
+            let key = (tenant.clone(), s.id.clone());
+            if self.connectors.lock().await.contains_key(&key) {
                 continue;
             }
-            let path = PathBuf::from(&s.uri);
-            let connector: Arc<dyn Connector> = match s.kind.as_str() {
-                "local" if path.is_dir() => {
-                    Arc::new(heimdex_connectors::LocalConnector::new(&path)?)
+            let built = heimdex_connectors::SourceSpec::stored(&s.kind, &s.uri)
+                .and_then(|spec| self.registry.build(&spec));
+            match built {
+                Ok(c) => {
+                    self.connectors.lock().await.insert(key, c);
                 }
-                "local-file" if path.exists() => {
-                    Arc::new(heimdex_connectors::LocalConnector::single_file(&path)?)
-                }
-                _ => continue,
-            };
-            self.connectors.lock().await.insert(s.id.clone(), connector);
+                Err(e) => tracing::debug!(source = %s.id, error = %e, "source not attached"),
+            }
         }
         Ok(())
     }
 
     pub(crate) async fn connector(
         &self,
+        tenant: &TenantId,
         source: &SourceId,
     ) -> Result<Arc<dyn Connector>, EngineError> {
+        if let Some(c) = self
+            .connectors
+            .lock()
+            .await
+            .get(&(tenant.clone(), source.clone()))
+        {
+            return Ok(Arc::clone(c));
+        }
+        self.attach_stored_sources(tenant).await?;
         self.connectors
             .lock()
             .await
-            .get(source)
+            .get(&(tenant.clone(), source.clone()))
             .cloned()
             .ok_or_else(|| EngineError::UnknownSource(source.to_string()))
     }
 
     /// Detect changes in `source` since its last scan: queue new and modified assets, remove
     /// deleted ones from store, index and media. Unchanged assets cost nothing.
-    pub async fn scan(&self, source: &SourceId) -> Result<ScanReport, EngineError> {
-        let tenant = self.cfg.tenant.clone();
+    pub async fn scan(
+        &self,
+        tenant: &TenantId,
+        source: &SourceId,
+    ) -> Result<ScanReport, EngineError> {
+        let tenant = tenant.clone();
         let mut src = self
             .store
             .get_source(&tenant, source)
             .await?
             .ok_or_else(|| EngineError::UnknownSource(source.to_string()))?;
-        let connector = self.connector(source).await?;
+        let connector = self.connector(&tenant, source).await?;
         let changes = connector.changes(src.cursor.as_deref()).await?;
         let mut report = ScanReport::default();
         for change in &changes.changes {
@@ -334,7 +408,7 @@ impl Engine {
                 Change::Deleted { key } => {
                     report.deleted += 1;
                     let id = AssetId::derive(&tenant, source, key);
-                    self.remove_asset(&id).await?;
+                    self.remove_asset(&tenant, &id).await?;
                 }
             }
         }
@@ -346,6 +420,9 @@ impl Engine {
         Ok(report)
     }
 
+    /// Create a job in the Store, then enqueue it. The two steps are not one transaction;
+    /// a crash between them leaves a pending job the queue does not know, which
+    /// [`reconcile`](Self::reconcile) (run by every writer at start) enqueues again.
     async fn enqueue_index_job(&self, asset: &Asset) -> Result<JobId, EngineError> {
         let now = heimdex_core::time_util::now_ms();
         let job = Job {
@@ -372,20 +449,23 @@ impl Engine {
 
     /// Queue a job to re-index one asset now. Stages whose identity is unchanged are reused;
     /// stages whose extractor, version, model or parameters changed re-run.
-    pub async fn reindex_asset(&self, id: &AssetId) -> Result<JobId, EngineError> {
+    pub async fn reindex_asset(
+        &self,
+        tenant: &TenantId,
+        id: &AssetId,
+    ) -> Result<JobId, EngineError> {
         let asset = self
             .store
-            .get_asset(&self.cfg.tenant, id)
+            .get_asset(tenant, id)
             .await?
             .ok_or_else(|| EngineError::NotIndexed(id.to_string()))?;
         self.enqueue_index_job(&asset).await
     }
 
     /// Remove an asset everywhere: index documents, sidecar and thumbnails, store rows.
-    pub async fn remove_asset(&self, id: &AssetId) -> Result<(), EngineError> {
-        let tenant = &self.cfg.tenant;
+    pub async fn remove_asset(&self, tenant: &TenantId, id: &AssetId) -> Result<(), EngineError> {
         self.index.delete_asset(tenant, id).await?;
-        worker::delete_media(self.media.as_ref(), id).await?;
+        worker::delete_media(self.media.as_ref(), tenant, id).await?;
         self.store.delete_asset(tenant, id).await?;
         Ok(())
     }
@@ -407,12 +487,12 @@ impl Engine {
     ) -> Result<Vec<Moment>, EngineError> {
         let want = request.limit.max(1);
         // Fetch more hits than moments: neighbouring hits of one asset merge into one moment.
-        let mut fetch = request
+        let fetch = request
             .clone()
             .with_limit((want + request.offset) * 4)
             .with_offset(0);
-        fetch.tenant = self.cfg.tenant.clone();
         let keyword_only = fetch.clone();
+        let mut fetch = fetch;
         let encoder = self.query_encoders.iter().find(|e| e.space() == "text");
         if let (Some(text), None, Some(enc)) = (&fetch.text, &fetch.vector, encoder) {
             let enc = Arc::clone(enc);
@@ -427,10 +507,10 @@ impl Engine {
             fetch = fetch.with_vector("text", vector);
         }
         let hits: Vec<SearchHit> = match self.index.search(&fetch).await {
-            Err(IndexError::InvalidRequest(msg))
-                if fetch.vector.is_some()
-                    && keyword_only.text.is_some()
-                    && msg.contains("unknown vector space") =>
+            // No document has vectors of the query's space yet (indexed without models):
+            // the text alone still answers.
+            Err(IndexError::UnknownSpace { .. })
+                if keyword_only.text.is_some() && keyword_only.vector.is_none() =>
             {
                 self.index.search(&keyword_only).await?
             }
@@ -472,7 +552,7 @@ impl Engine {
         at_s: f64,
         request: &SearchRequest,
     ) -> Result<Vec<Moment>, EngineError> {
-        let sidecar = self.sidecar(asset).await?;
+        let sidecar = self.sidecar(&request.tenant, asset).await?;
         let mut best: Option<(&str, &heimdex_core::sidecar::EmbeddingVector)> = None;
         for space in ["image", "text"] {
             let found = sidecar
@@ -488,10 +568,10 @@ impl Engine {
             }
         }
         let Some((space, v)) = best else {
-            return Err(EngineError::NotIndexed(format!(
-                "{} has no embedded moment at {at_s:.1} s (run `make models` and re-index)",
-                sidecar.asset.key
-            )));
+            return Err(EngineError::NoMomentAt {
+                key: sidecar.asset.key.clone(),
+                at_s,
+            });
         };
         let skip = v.segment.clone().unwrap_or_default();
         let mut req = request.clone();
@@ -501,15 +581,22 @@ impl Engine {
     }
 
     /// The stored sidecar of the asset at local `path` (a file that was indexed).
-    pub async fn sidecar_for_path(&self, path: &Path) -> Result<Sidecar, EngineError> {
-        let asset = self.asset_for_path(path).await?;
-        self.sidecar(&asset.id).await
+    pub async fn sidecar_for_path(
+        &self,
+        tenant: &TenantId,
+        path: &Path,
+    ) -> Result<Sidecar, EngineError> {
+        let asset = self.asset_for_path(tenant, path).await?;
+        self.sidecar(tenant, &asset.id).await
     }
 
-    /// Find the asset of a local file path among the registered sources.
-    pub async fn asset_for_path(&self, path: &Path) -> Result<Asset, EngineError> {
+    /// Find the asset of a local file path among the registered sources of `tenant`.
+    pub async fn asset_for_path(
+        &self,
+        tenant: &TenantId,
+        path: &Path,
+    ) -> Result<Asset, EngineError> {
         let abs = path.canonicalize().map_err(|e| EngineError::io(path, e))?;
-        let tenant = &self.cfg.tenant;
         for s in self.store.list_sources(tenant).await? {
             let root = PathBuf::from(&s.uri);
             let key = if s.kind == "local-file" {
@@ -538,28 +625,30 @@ impl Engine {
 
     /// The path users know an asset by: for local sources the absolute file path, otherwise
     /// `source-uri/key`.
-    pub async fn display_path(&self, source: &SourceId, key: &str) -> Result<String, EngineError> {
+    pub async fn display_path(
+        &self,
+        tenant: &TenantId,
+        source: &SourceId,
+        key: &str,
+    ) -> Result<String, EngineError> {
         let src = self
             .store
-            .get_source(&self.cfg.tenant, source)
+            .get_source(tenant, source)
             .await?
             .ok_or_else(|| EngineError::UnknownSource(source.to_string()))?;
-        Ok(match src.kind.as_str() {
-            "local-file" => src.uri,
-            "local" => Path::new(&src.uri).join(key).display().to_string(),
-            _ => format!("{}/{key}", src.uri.trim_end_matches('/')),
-        })
+        Ok(source_display_path(&src, key))
     }
 
     /// Read an asset's sidecar.
-    pub async fn sidecar(&self, id: &AssetId) -> Result<Sidecar, EngineError> {
-        let location = worker::sidecar_location(id);
-        let bytes = object_store::ObjectStoreExt::get(self.media.as_ref(), &location)
-            .await
-            .map_err(EngineError::media)?
-            .bytes()
-            .await
-            .map_err(EngineError::media)?;
+    pub async fn sidecar(&self, tenant: &TenantId, id: &AssetId) -> Result<Sidecar, EngineError> {
+        let location = worker::sidecar_location(tenant, id);
+        let bytes = match object_store::ObjectStoreExt::get(self.media.as_ref(), &location).await {
+            Ok(r) => r.bytes().await.map_err(EngineError::media)?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(EngineError::NoSidecar(id.to_string()));
+            }
+            Err(e) => return Err(EngineError::media(e)),
+        };
         serde_json::from_slice(&bytes)
             .map_err(|e| EngineError::Corrupt(format!("sidecar {location}: {e}")))
     }
@@ -570,8 +659,7 @@ impl Engine {
     }
 
     /// Counts of assets and jobs by state, index size, and failures with reasons.
-    pub async fn status(&self) -> Result<Status, EngineError> {
-        let tenant = &self.cfg.tenant;
+    pub async fn status(&self, tenant: &TenantId) -> Result<Status, EngineError> {
         let mut failures = Vec::new();
         let mut q = JobQuery::tenant(tenant.clone());
         q.state = Some("failed".into());
@@ -603,10 +691,10 @@ impl Engine {
         Ok(s.ready + s.delayed + s.in_flight)
     }
 
-    /// All assets of the tenant (for listings).
-    pub async fn assets(&self) -> Result<Vec<Asset>, EngineError> {
+    /// All assets of `tenant` (for listings).
+    pub async fn assets(&self, tenant: &TenantId) -> Result<Vec<Asset>, EngineError> {
         let mut out = Vec::new();
-        let mut q = AssetQuery::tenant(self.cfg.tenant.clone());
+        let mut q = AssetQuery::tenant(tenant.clone());
         loop {
             let page = self.store.list_assets(&q).await?;
             let Some(last) = page.last() else { break };
@@ -614,6 +702,15 @@ impl Engine {
             out.extend(page);
         }
         Ok(out)
+    }
+}
+
+/// The path users know an asset by (see [`Engine::display_path`]).
+pub(crate) fn source_display_path(src: &Source, key: &str) -> String {
+    match src.kind.as_str() {
+        "local-file" => src.uri.clone(),
+        "local" => Path::new(&src.uri).join(key).display().to_string(),
+        _ => format!("{}/{key}", src.uri.trim_end_matches('/')),
     }
 }
 
@@ -631,6 +728,18 @@ fn excerpt(text: &str, max: usize) -> String {
 /// The source id of a local folder or file: `local-` + 12 hex digits of SHA-256 of its
 /// absolute path, so re-adding the same path finds the same source.
 pub fn local_source_id(absolute_path: &str) -> SourceId {
-    let digest = Sha256::digest(absolute_path.as_bytes());
-    SourceId::new(format!("local-{}", &hex(&digest)[..12]))
+    source_id("local", absolute_path)
+}
+
+/// The source id of a source of `kind` at its normalised `uri`: the kind (local folders and
+/// files share `local`), `-`, and 12 hex digits of SHA-256 of the URI. Re-adding the same
+/// place finds the same source.
+pub fn source_id(kind: &str, uri: &str) -> SourceId {
+    let prefix = if kind.starts_with("local") {
+        "local"
+    } else {
+        kind
+    };
+    let digest = Sha256::digest(uri.as_bytes());
+    SourceId::new(format!("{prefix}-{}", &hex(&digest)[..12]))
 }

@@ -5,15 +5,18 @@
 //! whose centroid is nearest to the local cluster's mean descriptor, if closer than
 //! [`PERSON_THRESHOLD`], else a new person. Person ids (`person-N`) are never renumbered or
 //! reused, so names given to them stay attached; centroids move as faces are added
-//! (running mean). Assignment is serialised within the process.
+//! (running mean). Assignment runs inside the Store's atomic
+//! [`update_persons`](heimdex_core::Store::update_persons), so concurrent workers, in one
+//! process or many, agree on person ids.
 //!
 //! Known limit: assignment is greedy and incremental, so two persons created early for one
 //! real person are not merged later, and re-indexing an asset counts its faces again in
 //! the centroids' running means.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex as StdMutex;
 
-use heimdex_core::model::Person;
+use heimdex_core::model::{Person, TenantId};
 use heimdex_core::sidecar::Sidecar;
 use heimdex_core::time_util::now_ms;
 
@@ -39,7 +42,11 @@ fn is_local_cluster(id: &str) -> bool {
 impl Engine {
     /// Replace the asset-local face clusters in `sidecar` by archive-wide person ids,
     /// creating and updating persons in the store.
-    pub(crate) async fn assign_persons(&self, sidecar: &mut Sidecar) -> Result<(), EngineError> {
+    pub(crate) async fn assign_persons(
+        &self,
+        tenant: &TenantId,
+        sidecar: &mut Sidecar,
+    ) -> Result<(), EngineError> {
         let Some(faces) = sidecar.faces.as_mut() else {
             return Ok(());
         };
@@ -65,58 +72,32 @@ impl Engine {
         if order.is_empty() {
             return Ok(());
         }
-        let tenant = self.cfg.tenant.clone();
-        let _guard = self.persons_lock.lock().await;
-        let mut persons = self.store.list_persons(&tenant).await?;
-        let mut next = persons
+        let clusters: Vec<(String, Vec<f32>, u64)> = order
             .iter()
-            .filter_map(|p| p.id.strip_prefix("person-")?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let mut mapping: BTreeMap<String, String> = BTreeMap::new();
-        let mut changed: Vec<usize> = Vec::new();
-        for local in &order {
-            let (sum, n) = &sums[local];
-            let mean: Vec<f32> = sum.iter().map(|s| s / *n as f32).collect();
-            let nearest = persons
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.centroid.len() == mean.len())
-                .map(|(i, p)| (i, distance(&p.centroid, &mean)))
-                .min_by(|a, b| a.1.total_cmp(&b.1));
-            let idx = match nearest {
-                Some((i, d)) if d < PERSON_THRESHOLD => {
-                    let p = &mut persons[i];
-                    let total = p.faces + n;
-                    for (c, m) in p.centroid.iter_mut().zip(&mean) {
-                        *c = (*c * p.faces as f32 + m * *n as f32) / total as f32;
-                    }
-                    p.faces = total;
-                    p.updated_ms = now_ms();
-                    i
+            .map(|local| {
+                let (sum, n) = &sums[local];
+                (
+                    local.clone(),
+                    sum.iter().map(|s| s / *n as f32).collect(),
+                    *n,
+                )
+            })
+            .collect();
+        // The assignment runs inside the Store's persons transaction, so concurrent workers
+        // (in this process or others) see each other's new persons and never mint the same
+        // `person-N` twice. The closure may run more than once; its result is the last run's.
+        let mapping = StdMutex::new(BTreeMap::new());
+        let now = now_ms();
+        self.store
+            .update_persons(tenant, &|current: &[Person]| {
+                let (changed, m) = assign(tenant, current, &clusters, now);
+                if let Ok(mut slot) = mapping.lock() {
+                    *slot = m;
                 }
-                _ => {
-                    persons.push(Person {
-                        tenant: tenant.clone(),
-                        id: format!("person-{next}"),
-                        name: None,
-                        centroid: mean,
-                        faces: *n,
-                        updated_ms: now_ms(),
-                    });
-                    next += 1;
-                    persons.len() - 1
-                }
-            };
-            if !changed.contains(&idx) {
-                changed.push(idx);
-            }
-            mapping.insert(local.clone(), persons[idx].id.clone());
-        }
-        for i in changed {
-            self.store.upsert_person(&persons[i]).await?;
-        }
+                changed
+            })
+            .await?;
+        let mapping = mapping.into_inner().unwrap_or_default();
         for d in &mut faces.data.detections {
             if let Some(id) = d.cluster.as_ref().and_then(|c| mapping.get(c)) {
                 d.cluster = Some(id.clone());
@@ -129,10 +110,11 @@ impl Engine {
     /// person is closer than `max_distance` (0.6 is dlib's same-person threshold).
     pub async fn nearest_person(
         &self,
+        tenant: &TenantId,
         descriptor: &[f32],
         max_distance: f32,
     ) -> Result<Option<(Person, f32)>, EngineError> {
-        let persons = self.store.list_persons(&self.cfg.tenant).await?;
+        let persons = self.store.list_persons(tenant).await?;
         Ok(persons
             .into_iter()
             .filter(|p| p.centroid.len() == descriptor.len())
@@ -144,42 +126,115 @@ impl Engine {
             .min_by(|a, b| a.1.total_cmp(&b.1)))
     }
 
-    /// All persons (face clusters) of the archive.
-    pub async fn persons(&self) -> Result<Vec<Person>, EngineError> {
-        Ok(self.store.list_persons(&self.cfg.tenant).await?)
+    /// All persons (face clusters) of `tenant`'s archive.
+    pub async fn persons(&self, tenant: &TenantId) -> Result<Vec<Person>, EngineError> {
+        Ok(self.store.list_persons(tenant).await?)
     }
 
-    /// Give a person a name (`id` is a `person-N` id or the person's current name).
-    pub async fn name_person(&self, id: &str, name: &str) -> Result<Person, EngineError> {
-        let _guard = self.persons_lock.lock().await;
-        let resolved = self
-            .resolve_person(id)
-            .await?
-            .ok_or_else(|| EngineError::UnknownPerson(id.to_owned()))?;
-        let mut persons = self.store.list_persons(&self.cfg.tenant).await?;
-        let p = persons
-            .iter_mut()
-            .find(|p| p.id == resolved)
-            .ok_or_else(|| EngineError::UnknownPerson(id.to_owned()))?;
-        p.name = Some(name.to_owned());
-        p.updated_ms = now_ms();
-        self.store.upsert_person(p).await?;
-        Ok(p.clone())
+    /// Give a person of `tenant` a name (`id` is a `person-N` id or the person's current
+    /// name).
+    pub async fn name_person(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        name: &str,
+    ) -> Result<Person, EngineError> {
+        let now = now_ms();
+        let written = self
+            .store
+            .update_persons(tenant, &|current: &[Person]| {
+                find_person(current, id)
+                    .map(|p| {
+                        let mut p = p.clone();
+                        p.name = Some(name.to_owned());
+                        p.updated_ms = now;
+                        vec![p]
+                    })
+                    .unwrap_or_default()
+            })
+            .await?;
+        written
+            .into_iter()
+            .next()
+            .ok_or_else(|| EngineError::UnknownPerson(id.to_owned()))
     }
 
     /// The person id for a `person-N` id or a name (case-insensitive).
-    pub async fn resolve_person(&self, id_or_name: &str) -> Result<Option<String>, EngineError> {
-        let persons = self.store.list_persons(&self.cfg.tenant).await?;
-        Ok(persons
-            .iter()
-            .find(|p| p.id == id_or_name)
-            .or_else(|| {
-                persons.iter().find(|p| {
-                    p.name
-                        .as_deref()
-                        .is_some_and(|n| n.eq_ignore_ascii_case(id_or_name))
-                })
-            })
-            .map(|p| p.id.clone()))
+    pub async fn resolve_person(
+        &self,
+        tenant: &TenantId,
+        id_or_name: &str,
+    ) -> Result<Option<String>, EngineError> {
+        let persons = self.store.list_persons(tenant).await?;
+        Ok(find_person(&persons, id_or_name).map(|p| p.id.clone()))
     }
+}
+
+/// The person with this id, else the one with this name (case-insensitive).
+fn find_person<'a>(persons: &'a [Person], id_or_name: &str) -> Option<&'a Person> {
+    persons.iter().find(|p| p.id == id_or_name).or_else(|| {
+        persons.iter().find(|p| {
+            p.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(id_or_name))
+        })
+    })
+}
+
+/// Assign each local cluster `(id, mean descriptor, faces)` to the nearest person of
+/// `current` closer than [`PERSON_THRESHOLD`], else to a new person. Returns the persons to
+/// write (updated centroids and new persons) and the local → person id mapping.
+fn assign(
+    tenant: &TenantId,
+    current: &[Person],
+    clusters: &[(String, Vec<f32>, u64)],
+    now: i64,
+) -> (Vec<Person>, BTreeMap<String, String>) {
+    let mut persons = current.to_vec();
+    let mut next = persons
+        .iter()
+        .filter_map(|p| p.id.strip_prefix("person-")?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut mapping: BTreeMap<String, String> = BTreeMap::new();
+    let mut changed: Vec<usize> = Vec::new();
+    for (local, mean, n) in clusters {
+        let nearest = persons
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.centroid.len() == mean.len())
+            .map(|(i, p)| (i, distance(&p.centroid, mean)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let idx = match nearest {
+            Some((i, d)) if d < PERSON_THRESHOLD => {
+                let p = &mut persons[i];
+                let total = p.faces + n;
+                for (c, m) in p.centroid.iter_mut().zip(mean) {
+                    *c = (*c * p.faces as f32 + m * *n as f32) / total as f32;
+                }
+                p.faces = total;
+                p.updated_ms = now;
+                i
+            }
+            _ => {
+                persons.push(Person {
+                    tenant: tenant.clone(),
+                    id: format!("person-{next}"),
+                    name: None,
+                    centroid: mean.clone(),
+                    faces: *n,
+                    updated_ms: now,
+                });
+                next += 1;
+                persons.len() - 1
+            }
+        };
+        if !changed.contains(&idx) {
+            changed.push(idx);
+        }
+        mapping.insert(local.clone(), persons[idx].id.clone());
+    }
+    let written = changed.into_iter().map(|i| persons[i].clone()).collect();
+    (written, mapping)
 }

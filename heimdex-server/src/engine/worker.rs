@@ -8,7 +8,7 @@ use heimdex_connectors::RangeReader;
 use heimdex_core::extractor::{
     ExtractContext, Extractor, FrameRef, StageData, apply_stage, provided_names, stage_levels,
 };
-use heimdex_core::model::{Asset, AssetId, AssetState, Job, JobState, SidecarRef};
+use heimdex_core::model::{Asset, AssetId, AssetState, Job, JobState, SidecarRef, TenantId};
 use heimdex_core::queue::{Delivery, NackOutcome};
 use heimdex_core::segments;
 use heimdex_core::sidecar::{ExtractorInfo, Keyframe, Sidecar, SidecarAsset, StageBlock};
@@ -84,6 +84,8 @@ pub enum JobOutcome {
     },
     /// Nothing to do (superseded or already settled).
     Skipped,
+    /// Interrupted by a shutdown and given back to the queue for another worker.
+    HandedBack,
 }
 
 /// Totals of one [`Engine::run_until_idle`].
@@ -97,29 +99,49 @@ pub struct RunReport {
     pub retried: u64,
     /// Jobs with nothing to do.
     pub skipped: u64,
+    /// Jobs interrupted by a shutdown and handed back.
+    pub handed_back: u64,
+}
+
+/// The media-store folder of a tenant: every sidecar and thumbnail of the tenant lives
+/// under it (the tenant id is one encoded path segment, so no id can reach into another's).
+pub(crate) fn tenant_prefix(tenant: &TenantId) -> ObjectPath {
+    ObjectPath::from_iter([tenant.as_str()])
 }
 
 /// Where an asset's sidecar lives in the media store.
-pub(crate) fn sidecar_location(asset: &AssetId) -> ObjectPath {
-    ObjectPath::from(format!("sidecars/{asset}.json"))
+pub(crate) fn sidecar_location(tenant: &TenantId, asset: &AssetId) -> ObjectPath {
+    ObjectPath::from_iter([
+        tenant.as_str(),
+        "sidecars",
+        format!("{asset}.json").as_str(),
+    ])
 }
 
-fn thumbnail_location(asset: &AssetId, shot: u32) -> String {
-    format!("thumbs/{asset}/shot-{shot:05}.jpg")
+/// The folder of an asset's thumbnails.
+pub(crate) fn thumbnails_prefix(tenant: &TenantId, asset: &AssetId) -> ObjectPath {
+    ObjectPath::from_iter([tenant.as_str(), "thumbs", asset.as_str()])
+}
+
+fn thumbnail_location(tenant: &TenantId, asset: &AssetId, shot: u32) -> String {
+    thumbnails_prefix(tenant, asset)
+        .join(format!("shot-{shot:05}.jpg").as_str())
+        .to_string()
 }
 
 /// Delete an asset's sidecar and thumbnails.
 pub(crate) async fn delete_media(
     media: &dyn ObjectStore,
+    tenant: &TenantId,
     asset: &AssetId,
 ) -> Result<(), EngineError> {
-    let prefix = ObjectPath::from(format!("thumbs/{asset}"));
+    let prefix = thumbnails_prefix(tenant, asset);
     let mut listing = media.list(Some(&prefix));
     while let Some(meta) = listing.next().await {
         let meta = meta.map_err(EngineError::media)?;
         ignore_missing(media.delete(&meta.location).await)?;
     }
-    ignore_missing(media.delete(&sidecar_location(asset)).await)
+    ignore_missing(media.delete(&sidecar_location(tenant, asset)).await)
 }
 
 fn ignore_missing(r: Result<(), object_store::Error>) -> Result<(), EngineError> {
@@ -158,6 +180,65 @@ struct Computed {
     failure: Option<EngineError>,
 }
 
+/// Tells workers to stop: they take no new job, and a job in progress gets
+/// [`WorkerOptions::grace`] to finish before it is handed back to the queue (unprocessed, its
+/// attempt not counted) for another worker.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Shutdown {
+    /// A signal and its trigger: `send(true)` on the sender stops the workers.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, Self) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, Self { rx })
+    }
+
+    /// A signal that never fires.
+    pub fn never() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        // Keep the sender alive for the life of the program, so `changed` never resolves.
+        std::mem::forget(tx);
+        Self { rx }
+    }
+
+    /// Whether stopping was asked for.
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once stopping is asked for (at once if it already was).
+    pub async fn triggered(&mut self) {
+        // A dropped sender means no one can ask any more: wait forever.
+        if self.rx.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// How workers run.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Stop when the queue has nothing ready, delayed or in flight (the CLI), or keep
+    /// polling for work until shut down (a server).
+    pub until_idle: bool,
+    /// How long to wait between polls of an empty queue.
+    pub poll: Duration,
+    /// How long a job in progress may run on after shutdown before it is handed back.
+    pub grace: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            until_idle: true,
+            poll: Duration::from_millis(100),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
 impl Engine {
     /// Process jobs until the queue has nothing ready, delayed or in flight, running up to
     /// `concurrency` jobs at once. Flushes the index at the end.
@@ -165,9 +246,23 @@ impl Engine {
         &self,
         sink: Arc<dyn ProgressSink>,
     ) -> Result<RunReport, EngineError> {
+        self.run_workers(sink, WorkerOptions::default(), Shutdown::never())
+            .await
+    }
+
+    /// Run `concurrency` workers on the queue, for every tenant: each job is processed for
+    /// the tenant its message names. Returns when the queue is idle (with
+    /// [`WorkerOptions::until_idle`]) or after `shutdown` fired and the jobs in progress
+    /// finished or were handed back. Flushes the index at the end.
+    pub async fn run_workers(
+        &self,
+        sink: Arc<dyn ProgressSink>,
+        options: WorkerOptions,
+        shutdown: Shutdown,
+    ) -> Result<RunReport, EngineError> {
         let report = StdMutex::new(RunReport::default());
-        let workers =
-            (0..self.cfg.concurrency.max(1)).map(|_| self.worker_loop(sink.as_ref(), &report));
+        let workers = (0..self.cfg.concurrency.max(1))
+            .map(|_| self.worker_loop(sink.as_ref(), &report, &options, shutdown.clone()));
         let results = futures::future::join_all(workers).await;
         self.index.flush().await?;
         for r in results {
@@ -180,28 +275,72 @@ impl Engine {
         &self,
         sink: &dyn ProgressSink,
         report: &StdMutex<RunReport>,
+        options: &WorkerOptions,
+        mut shutdown: Shutdown,
     ) -> Result<(), EngineError> {
-        loop {
+        while !shutdown.is_triggered() {
             match self.queue.reserve(self.cfg.visibility).await? {
                 Some(delivery) => {
-                    let outcome = self.process(&delivery, sink).await?;
+                    let outcome = {
+                        let work = self.process(&delivery, sink);
+                        tokio::pin!(work);
+                        tokio::select! {
+                            r = &mut work => r?,
+                            () = shutdown.triggered() => {
+                                match tokio::time::timeout(options.grace, &mut work).await {
+                                    Ok(r) => r?,
+                                    Err(_) => {
+                                        // `work` is never polled again (and dropped at the
+                                        // end of this block): the job stops at its current
+                                        // await; its pipeline thread ends on its own and
+                                        // its results are discarded.
+                                        self.hand_back(&delivery).await?;
+                                        JobOutcome::HandedBack
+                                    }
+                                }
+                            }
+                        }
+                    };
                     if let Ok(mut r) = report.lock() {
                         match outcome {
                             JobOutcome::Indexed { .. } => r.indexed += 1,
                             JobOutcome::Failed { .. } => r.failed += 1,
                             JobOutcome::Retrying { .. } => r.retried += 1,
                             JobOutcome::Skipped => r.skipped += 1,
+                            JobOutcome::HandedBack => r.handed_back += 1,
                         }
                     }
                 }
                 None => {
-                    let stats = self.queue.stats().await?;
-                    if stats.ready + stats.delayed + stats.in_flight == 0 {
-                        return Ok(());
+                    if options.until_idle {
+                        let stats = self.queue.stats().await?;
+                        if stats.ready + stats.delayed + stats.in_flight == 0 {
+                            return Ok(());
+                        }
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(options.poll) => {}
+                        () = shutdown.triggered() => {}
+                    }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Give an interrupted job back: the Store shows it pending again, the Queue delivers it
+    /// to the next worker without counting this attempt.
+    async fn hand_back(&self, delivery: &Delivery) -> Result<(), EngineError> {
+        let tenant = &delivery.message.tenant;
+        if let Some(mut job) = self.store.get_job(tenant, &delivery.message.job).await?
+            && matches!(job.state, JobState::Processing { .. })
+        {
+            self.set_job(&mut job, JobState::Pending).await?;
+        }
+        match self.queue.release(delivery).await {
+            // The lease ran out meanwhile: the queue redelivers it anyway.
+            Ok(()) | Err(heimdex_core::QueueError::StaleReceipt { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -211,7 +350,8 @@ impl Engine {
         delivery: &Delivery,
         sink: &dyn ProgressSink,
     ) -> Result<JobOutcome, EngineError> {
-        let tenant = self.cfg.tenant.clone();
+        // The job's tenant is the message's: one worker serves every tenant of its queue.
+        let tenant = delivery.message.tenant.clone();
         let Some(mut job) = self.store.get_job(&tenant, &delivery.message.job).await? else {
             self.queue.ack(delivery).await?;
             return Ok(JobOutcome::Skipped);
@@ -237,6 +377,22 @@ impl Engine {
             .await?;
             self.set_job(&mut job, JobState::Completed).await?;
             self.queue.ack(delivery).await?;
+            return Ok(JobOutcome::Skipped);
+        }
+        // The object may be gone since the scan that queued this job (deleted between two
+        // runs, or while a killed run had not yet recorded the scan): it leaves everything.
+        let gone = match self.connector(&tenant, &asset.source).await {
+            Ok(c) => matches!(
+                c.stat(&asset.key).await,
+                Err(heimdex_core::ConnectorError::NotFound { .. })
+            ),
+            // A source that cannot be reached fails the job below, with its reason.
+            Err(_) => false,
+        };
+        if gone {
+            self.remove_asset(&tenant, &asset.id).await?;
+            self.queue.ack(delivery).await?;
+            tracing::info!(asset = %asset.key, "gone from its source: removed");
             return Ok(JobOutcome::Skipped);
         }
         sink.event(ProgressEvent::Started {
@@ -376,7 +532,7 @@ impl Engine {
         };
         // A previous sidecar (complete, or partial from a failed attempt) lets unchanged
         // stages be reused.
-        let previous = self.sidecar(&asset.id).await.ok();
+        let previous = self.sidecar(&asset.tenant, &asset.id).await.ok();
         let computed = self.compute(asset, previous, &report).await?;
         let Computed {
             mut sidecar,
@@ -385,12 +541,12 @@ impl Engine {
             failure,
         } = computed;
         if !reused {
-            self.assign_persons(&mut sidecar).await?;
+            self.assign_persons(&asset.tenant, &mut sidecar).await?;
         }
 
         report("write", 0.0);
         if !reused {
-            delete_media(self.media.as_ref(), &asset.id).await?;
+            delete_media(self.media.as_ref(), &asset.tenant, &asset.id).await?;
             let media = &self.media;
             let mut puts =
                 futures::stream::iter(thumbnails.into_iter().map(|(loc, bytes)| async move {
@@ -405,7 +561,7 @@ impl Engine {
             }
             self.media
                 .put(
-                    &sidecar_location(&asset.id),
+                    &sidecar_location(&asset.tenant, &asset.id),
                     PutPayload::from(sidecar.to_json_pretty()),
                 )
                 .await
@@ -417,16 +573,10 @@ impl Engine {
         }
 
         report("index", 0.0);
-        let segs = segments::from_sidecar(&sidecar);
-        self.store
-            .replace_segments(&asset.tenant, &asset.id, &segs)
+        let path = self
+            .display_path(&asset.tenant, &asset.source, &asset.key)
             .await?;
-        let path = self.display_path(&asset.source, &asset.key).await?;
-        let mut docs = segments::index_docs(&asset.tenant, &asset.source, &asset.id, &path, &segs);
-        segments::attach_vectors(&mut docs, &sidecar);
-        segments::apply_meta(&mut docs, &sidecar);
-        self.index.delete_asset(&asset.tenant, &asset.id).await?;
-        self.index.upsert(&docs).await?;
+        self.index_sidecar(asset, &path, &sidecar).await?;
 
         let shots = sidecar
             .shots
@@ -438,7 +588,7 @@ impl Engine {
         done.state = AssetState::Indexed;
         done.duration_s = sidecar.duration_s();
         done.sidecar = Some(SidecarRef {
-            location: sidecar_location(&asset.id).to_string(),
+            location: sidecar_location(&asset.tenant, &asset.id).to_string(),
             schema_version: sidecar.schema_version,
             asset_version: sidecar.asset.version.clone(),
         });
@@ -446,6 +596,27 @@ impl Engine {
         self.store.upsert_asset(&done).await?;
         report("index", 100.0);
         Ok((shots, duration, reused))
+    }
+
+    /// Make the index hold exactly the documents `sidecar` yields for `asset` (and the Store
+    /// its segments): the one place documents are derived, shared by jobs, `reindex` and
+    /// repairs, so every path writes identical documents. Returns how many.
+    pub(crate) async fn index_sidecar(
+        &self,
+        asset: &Asset,
+        path: &str,
+        sidecar: &Sidecar,
+    ) -> Result<usize, EngineError> {
+        let segs = segments::from_sidecar(sidecar);
+        self.store
+            .replace_segments(&asset.tenant, &asset.id, &segs)
+            .await?;
+        let mut docs = segments::index_docs(&asset.tenant, &asset.source, &asset.id, path, &segs);
+        segments::attach_vectors(&mut docs, sidecar);
+        segments::apply_meta(&mut docs, sidecar);
+        self.index.delete_asset(&asset.tenant, &asset.id).await?;
+        self.index.upsert(&docs).await?;
+        Ok(docs.len())
     }
 
     /// Run the media stages and extractors that are not already current in `previous`.
@@ -476,7 +647,7 @@ impl Engine {
             }
         }
 
-        let connector = self.connector(&asset.source).await?;
+        let connector = self.connector(&asset.tenant, &asset.source).await?;
         let handle = tokio::runtime::Handle::current();
         let opts = self.cfg.analyze.clone();
         let block = self.cfg.read_block;
@@ -494,6 +665,7 @@ impl Engine {
             size: asset.size,
         };
         let asset_id = asset.id.clone();
+        let tenant = asset.tenant.clone();
         let task = tokio::task::spawn_blocking(move || -> Result<Computed, EngineError> {
             let reader = RangeReader::new(connector, key, size, block, handle);
             let started = Instant::now();
@@ -508,7 +680,7 @@ impl Engine {
             let mut shots = analysis.shots.clone();
             let mut thumbnails = Vec::with_capacity(analysis.keyframes.len());
             for kf in &analysis.keyframes {
-                let loc = thumbnail_location(&asset_id, kf.shot_index);
+                let loc = thumbnail_location(&tenant, &asset_id, kf.shot_index);
                 if let Some(shot) = shots.shots.get_mut(kf.shot_index as usize) {
                     shot.keyframe = Some(Keyframe {
                         time_s: kf.time_s,

@@ -2,6 +2,8 @@
 //!
 //! - [`sqlite`]: the embedded default, one SQLite file ([`SqliteStore`]).
 
+#[cfg(feature = "embedded")]
 pub mod sqlite;
 
+#[cfg(feature = "embedded")]
 pub use sqlite::SqliteStore;
