@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -386,4 +386,76 @@ fn reindex_rebuilds_identical_results_from_sidecars() {
     assert!(text.contains("reindex: 8 assets"), "{text}");
     assert_eq!(results(&home), before, "identical moments and scores");
     assert_clean(&home);
+}
+
+/// With the default models: transcript, OCR, faces and text vectors come back from the
+/// sidecars alone. `reindex` runs with the models out of reach, and hybrid searches (keyword
+/// and meaning, fused) give the same moments and scores as before.
+#[test]
+fn reindex_restores_hybrid_results_without_models() {
+    let samples = samples();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lib = tmp.path().join("library");
+    std::fs::create_dir_all(&lib).expect("mkdir");
+    copy_samples(
+        &samples,
+        &lib,
+        &["harbor_news.mp4", "carphone_pristine.mp4"],
+    );
+    let home = tmp.path().join("home");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_heimdex"))
+            .arg("--home")
+            .arg(&home)
+            .args(args)
+            .output()
+            .expect("run heimdex");
+        eprintln!(
+            "$ heimdex {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success());
+        out
+    };
+    run(&["index", "--quiet", lib.to_str().expect("utf8")]);
+    let queries = [
+        "boats arriving at sunset",
+        "lobster",
+        "seafood dinner",
+        "festival",
+    ];
+    let results = || -> Vec<serde_json::Value> {
+        queries
+            .iter()
+            .map(|q| json(&run(&["search", q, "--json", "--limit", "10"])))
+            .collect()
+    };
+    let before = results();
+    let signals: BTreeSet<String> = before
+        .iter()
+        .flat_map(|r| r.as_array().expect("array").iter())
+        .flat_map(|m| m["signals"].as_array().expect("signals").iter())
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        signals.contains("keyword") && signals.iter().any(|s| s.starts_with("vector")),
+        "both signals present before: {signals:?}"
+    );
+    std::fs::remove_dir_all(home.join("index")).expect("rm index");
+    let out = Command::new(env!("CARGO_BIN_EXE_heimdex"))
+        .arg("--home")
+        .arg(&home)
+        .arg("reindex")
+        .env("HEIMDEX_MODELS", tmp.path().join("no-models-here"))
+        .output()
+        .expect("reindex");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reindex: 2 assets"));
+    assert_eq!(results(), before, "identical moments and scores");
 }
