@@ -7,7 +7,7 @@ HEIMDEX := $(CARGO_TARGET_DIR)/debug/heimdex
 
 export HEIMDEX_MODELS ?= $(HOME)/.cache/heimdex/models
 
-.PHONY: deps samples models build demo test lint fmt examples bench clean-demo
+.PHONY: deps samples models build demo test test-skipped test-qdrant bless-schema lint fmt examples bench clean-demo
 
 deps:
 	@scripts/install-deps.sh
@@ -34,7 +34,9 @@ demo: samples models build
 	$(HEIMDEX) --home $(DEMO_HOME) persons
 	$(HEIMDEX) --home $(DEMO_HOME) search "festival" --limit 2 --json
 
-## The whole test suite (unit, conformance, integration, CLI, doc tests, examples).
+## The whole test suite (unit, conformance, integration, CLI, doc tests, examples). Models
+## and samples are fetched first, so tests that need them fail (never skip) without them;
+## only tests that need an outside service are #[ignore]d, listed with their reason at the end.
 test: samples models
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --all-features --no-fail-fast; \
@@ -43,6 +45,34 @@ test: samples models
 	fi
 	cargo test --workspace --all-features --doc
 	$(MAKE) examples
+	@$(MAKE) --no-print-directory test-skipped
+
+## The tests `make test` skips (#[ignore]d: they need an outside service) and why.
+test-skipped:
+	@echo "== skipped tests (#[ignore]d), their reasons:"
+	@grep -rhE --include='*.rs' '^\s*#\[ignore = "' heimdex-*/tests heimdex-*/src \
+		| sed -E 's/^\s*#\[ignore = "(.*)"\].*/  \1/' | sort -u
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest list --workspace --all-features --run-ignored only \
+			--message-format oneline 2>/dev/null > "$${TMPDIR:-/tmp}/heimdex-skipped.txt" \
+			|| { echo "nextest list failed"; exit 1; }; \
+		echo "== $$(wc -l < "$${TMPDIR:-/tmp}/heimdex-skipped.txt") skipped tests:"; \
+		sed 's/^/  /' "$${TMPDIR:-/tmp}/heimdex-skipped.txt"; \
+	fi
+
+## The Qdrant conformance suite (ignored by `make test`) against a running server:
+## HEIMDEX_QDRANT_URL=http://localhost:6334 make test-qdrant
+## (docker compose -f deploy/docker-compose.yml up -d qdrant starts one).
+test-qdrant:
+	@test -n "$$HEIMDEX_QDRANT_URL" || { \
+		echo "set HEIMDEX_QDRANT_URL, e.g. http://localhost:6334 (docker compose -f deploy/docker-compose.yml up -d qdrant)"; \
+		exit 1; }
+	cargo nextest run -p heimdex-index --all-features --test qdrant_conformance --run-ignored only
+
+## Regenerate docs/sidecar-schema.json after a deliberate change to heimdex_core::sidecar
+## (the sidecar_schema test only ever compares); review the diff.
+bless-schema:
+	cargo run -p heimdex-core --example bless_schema
 
 examples: samples
 	cargo run -p custom-extractor -- $(HEIMDEX_SAMPLES)/bikes.mp4

@@ -1,6 +1,7 @@
 //! The committed JSON Schema (`docs/sidecar-schema.json`) must match the Rust types, and
 //! sidecars must validate against it. Regenerate after a deliberate schema change with
-//! `HEIMDEX_BLESS=1 cargo test -p heimdex-core --test sidecar_schema`.
+//! `make bless-schema` (the `bless_schema` example) and review the diff; this test only
+//! ever compares.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,18 +16,16 @@ fn schema_path() -> PathBuf {
 fn committed_schema_matches_the_types() {
     let generated = serde_json::to_string_pretty(&json_schema()).expect("schema json") + "\n";
     let path = schema_path();
-    if std::env::var_os("HEIMDEX_BLESS").is_some() {
-        std::fs::write(&path, &generated).expect("write schema");
-    }
     let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (run with HEIMDEX_BLESS=1 to create it)",
+            "{}: {e} (run `make bless-schema` to create it)",
             path.display()
         )
     });
     assert!(
         committed == generated,
-        "docs/sidecar-schema.json drifted from heimdex_core::sidecar; rerun with HEIMDEX_BLESS=1 and review the diff"
+        "docs/sidecar-schema.json drifted from heimdex_core::sidecar; run `make bless-schema` \
+         and review the diff"
     );
 }
 
