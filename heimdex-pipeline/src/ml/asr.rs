@@ -288,6 +288,45 @@ impl WhisperAsr {
     /// (run `make models`), or [`MlError::Model`] if it cannot be loaded or the forced
     /// language is unknown or unsupported by the model.
     pub fn new(config: AsrConfig) -> Result<Self, MlError> {
+        let info = Self::describe(&config)?;
+        let name = info
+            .model
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        whisper_rs::install_logging_hooks();
+        let mut cparams = WhisperContextParameters::default();
+        cparams.use_gpu(false);
+        let ctx = WhisperContext::new_with_params(&config.model_path, cparams)
+            .map_err(|e| MlError::model(&name, e))?;
+        let multilingual = ctx.is_multilingual();
+        if let Some(lang) = &config.language
+            && !multilingual
+            && lang != "en"
+        {
+            return Err(MlError::model(
+                &name,
+                format!("English-only model cannot transcribe language {lang:?}"),
+            ));
+        }
+        let vad = match &config.vad_path {
+            Some(p) => Some(Mutex::new(runtime::session(p, config.threads.clamp(1, 2))?)),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            ctx,
+            vad,
+            multilingual,
+            info,
+        })
+    }
+
+    /// The identity [`new`](Self::new) would give the stage ([`Extractor::info`]), without
+    /// loading the models: checks the files exist, hashes them ([`sha256_file`] caches the
+    /// hashes) and checks a forced language is one Whisper knows. Whether an English-only
+    /// model is asked for another language is only known once the model loads.
+    pub fn describe(config: &AsrConfig) -> Result<ExtractorInfo, MlError> {
         if !config.model_path.exists() {
             return Err(MlError::ModelMissing {
                 path: config.model_path.display().to_string(),
@@ -307,38 +346,21 @@ impl WhisperAsr {
             .clone()
             .unwrap_or_else(|| default_name(&config.model_path));
         let model = identity(&name, &[config.model_path.as_path()])?;
-
-        whisper_rs::install_logging_hooks();
-        let mut cparams = WhisperContextParameters::default();
-        cparams.use_gpu(false);
-        let ctx = WhisperContext::new_with_params(&config.model_path, cparams)
-            .map_err(|e| MlError::model(&name, e))?;
-        let multilingual = ctx.is_multilingual();
-        if let Some(lang) = &config.language {
-            if whisper_rs::get_lang_id(lang).is_none() {
-                return Err(MlError::model(
-                    &name,
-                    format!("unknown language {lang:?} (use an ISO 639-1 code Whisper knows)"),
-                ));
-            }
-            if !multilingual && lang != "en" {
-                return Err(MlError::model(
-                    &name,
-                    format!("English-only model cannot transcribe language {lang:?}"),
-                ));
-            }
+        if let Some(lang) = &config.language
+            && whisper_rs::get_lang_id(lang).is_none()
+        {
+            return Err(MlError::model(
+                &name,
+                format!("unknown language {lang:?} (use an ISO 639-1 code Whisper knows)"),
+            ));
         }
-        let (vad, vad_id) = match &config.vad_path {
+        let vad_id = match &config.vad_path {
             Some(p) => {
-                let session = runtime::session(p, config.threads.clamp(1, 2))?;
                 let hash = sha256_file(p)?;
                 let file = p.file_name().map(|f| f.to_string_lossy().into_owned());
-                (
-                    Some(Mutex::new(session)),
-                    format!("{}@{}", file.unwrap_or_default(), &hash[..16]),
-                )
+                format!("{}@{}", file.unwrap_or_default(), &hash[..16])
             }
-            None => (None, "off".to_owned()),
+            None => "off".to_owned(),
         };
         let v = &config.vad;
         let params = format!(
@@ -354,18 +376,11 @@ impl WhisperAsr {
             config.beam_size,
             config.word_timestamps,
         );
-        let info = ExtractorInfo {
+        Ok(ExtractorInfo {
             name: NAME.into(),
             version: VERSION.into(),
             model: Some(model),
             params: Some(params),
-        };
-        Ok(Self {
-            config,
-            ctx,
-            vad,
-            multilingual,
-            info,
         })
     }
 

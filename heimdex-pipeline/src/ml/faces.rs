@@ -162,63 +162,21 @@ impl FaceStage {
     /// Load the models named by `config`. Fails with [`MlError::ModelMissing`] (which says to
     /// run `make models`) when a file is absent.
     pub fn new(config: FaceConfig) -> Result<Self, MlError> {
-        let missing = |p: &PathBuf, hint: &str| MlError::ModelMissing {
-            path: p.display().to_string(),
-            hint: hint.into(),
-        };
-        let mut files = Vec::new();
-        let mut names = Vec::new();
+        let model = Self::model_identity(&config)?;
         let mut detectors = Vec::new();
-        for (path, size, name, hint) in [
-            (
-                &config.detector_back,
-                256,
-                "blazeface-back-256",
-                "FaceConfig::detector_back",
-            ),
-            (
-                &config.detector_front,
-                128,
-                "blazeface-front-128",
-                "FaceConfig::detector_front",
-            ),
-        ] {
+        for (path, size) in [(&config.detector_back, 256), (&config.detector_front, 128)] {
             if let Some(p) = path {
-                if !p.exists() {
-                    return Err(missing(p, hint));
-                }
                 detectors.push(BlazeFace::load(p, size, config.threads)?);
-                files.push(p.clone());
-                names.push(name);
             }
-        }
-        if detectors.is_empty() {
-            return Err(MlError::model("faces", "no detector configured"));
         }
         let embedder = match &config.embedder {
-            Some(p) => {
-                if !p.exists() {
-                    return Err(missing(p, "FaceConfig::embedder"));
-                }
-                files.push(p.clone());
-                names.push("dlib-resnet-v1");
-                Some(DlibResnet::load(p)?)
-            }
+            Some(p) => Some(DlibResnet::load(p)?),
             None => None,
         };
         let landmarks = match (&config.landmarks, &embedder) {
-            (Some(p), Some(_)) => {
-                if !p.exists() {
-                    return Err(missing(p, "FaceConfig::landmarks"));
-                }
-                files.push(p.clone());
-                names.push("dlib-shape-predictor-5");
-                Some(ShapePredictor::load(p)?)
-            }
+            (Some(p), Some(_)) => Some(ShapePredictor::load(p)?),
             _ => None,
         };
-        let refs: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
-        let model = identity(&names.join("+"), &refs)?;
         Ok(Self {
             config,
             detectors,
@@ -226,6 +184,61 @@ impl FaceStage {
             landmarks,
             model,
         })
+    }
+
+    /// The identity [`new`](Self::new) would give the stage ([`Extractor::info`]), without
+    /// loading the models: checks the files exist and hashes them ([`sha256_file`] caches
+    /// the hashes).
+    ///
+    /// [`sha256_file`]: crate::ml::models::sha256_file
+    pub fn describe(config: &FaceConfig) -> Result<ExtractorInfo, MlError> {
+        Ok(stage_info(config, Self::model_identity(config)?))
+    }
+
+    /// The identity of the model files `config` uses (detectors, then embedder, then
+    /// landmarks, each if configured; landmarks only with an embedder), checked to exist.
+    fn model_identity(config: &FaceConfig) -> Result<ModelIdentity, MlError> {
+        let missing = |p: &PathBuf, hint: &str| MlError::ModelMissing {
+            path: p.display().to_string(),
+            hint: hint.into(),
+        };
+        let mut files = Vec::new();
+        let mut names = Vec::new();
+        let landmarks = config
+            .landmarks
+            .as_ref()
+            .filter(|_| config.embedder.is_some());
+        for (path, name, hint) in [
+            (
+                config.detector_back.as_ref(),
+                "blazeface-back-256",
+                "FaceConfig::detector_back",
+            ),
+            (
+                config.detector_front.as_ref(),
+                "blazeface-front-128",
+                "FaceConfig::detector_front",
+            ),
+            (
+                config.embedder.as_ref(),
+                "dlib-resnet-v1",
+                "FaceConfig::embedder",
+            ),
+            (landmarks, "dlib-shape-predictor-5", "FaceConfig::landmarks"),
+        ] {
+            if let Some(p) = path {
+                if !p.exists() {
+                    return Err(missing(p, hint));
+                }
+                files.push(p.clone());
+                names.push(name);
+            }
+        }
+        if config.detector_back.is_none() && config.detector_front.is_none() {
+            return Err(MlError::model("faces", "no detector configured"));
+        }
+        let refs: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+        identity(&names.join("+"), &refs)
     }
 
     /// The stage with the default models ([`FaceConfig::default`]).
@@ -358,26 +371,32 @@ fn embed_chip(
     (v.len() == net.dims() && v.iter().all(|x| x.is_finite())).then_some(v)
 }
 
+/// The stage identity for `config` with the models identified by `model`.
+fn stage_info(config: &FaceConfig, model: ModelIdentity) -> ExtractorInfo {
+    let c = config;
+    let aligned_by_landmarks = c.landmarks.is_some() && c.embedder.is_some();
+    ExtractorInfo {
+        name: STAGE_NAME.into(),
+        version: STAGE_VERSION.into(),
+        model: Some(model),
+        params: Some(format!(
+            "min_score={};nms_iou={};min_embed_px={};cluster_threshold={};align={};chip=150/0.25",
+            c.min_score,
+            c.nms_iou,
+            c.min_embed_px,
+            c.cluster_threshold,
+            if aligned_by_landmarks {
+                "dlib-5pt"
+            } else {
+                "blazeface-kp4"
+            }
+        )),
+    }
+}
+
 impl Extractor for FaceStage {
     fn info(&self) -> ExtractorInfo {
-        let c = &self.config;
-        ExtractorInfo {
-            name: STAGE_NAME.into(),
-            version: STAGE_VERSION.into(),
-            model: Some(self.model.clone()),
-            params: Some(format!(
-                "min_score={};nms_iou={};min_embed_px={};cluster_threshold={};align={};chip=150/0.25",
-                c.min_score,
-                c.nms_iou,
-                c.min_embed_px,
-                c.cluster_threshold,
-                if self.landmarks.is_some() {
-                    "dlib-5pt"
-                } else {
-                    "blazeface-kp4"
-                }
-            )),
-        }
+        stage_info(&self.config, self.model.clone())
     }
 
     fn needs(&self) -> Needs {

@@ -259,39 +259,24 @@ impl PaddleOcr {
 
     /// Load both models and the dictionary, and compute the model identity.
     pub fn new(config: OcrConfig) -> Result<Self, MlError> {
-        for (path, hint) in [
-            (&config.det_path, "OcrConfig::det_path"),
-            (&config.rec_path, "OcrConfig::rec_path"),
-        ] {
-            if !path.exists() {
-                return Err(missing(path, hint));
-            }
-        }
+        let info = Self::describe(&config)?;
         let det = session(&config.det_path, config.threads)?;
         let rec = session(&config.rec_path, config.threads)?;
         let rec_name = config.rec_path.display().to_string();
 
-        let (dictionary, dict_id) = match &config.dict_path {
-            Some(path) => {
-                if !path.exists() {
-                    return Err(missing(path, "OcrConfig::dict_path"));
-                }
-                let text = std::fs::read_to_string(path).map_err(|source| MlError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                let sha = sha256_file(path)?;
-                (text, sha[..16].to_owned())
-            }
+        let dictionary = match &config.dict_path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| MlError::Io {
+                path: path.display().to_string(),
+                source,
+            })?,
             None => {
                 let meta = rec.metadata().map_err(|e| MlError::model(&rec_name, e))?;
-                let text = meta.custom("character").ok_or_else(|| {
+                meta.custom("character").ok_or_else(|| {
                     MlError::model(
                         &rec_name,
                         "no `character` metadata; set OcrConfig::dict_path to the model's dictionary",
                     )
-                })?;
-                (text, "model-metadata".to_owned())
+                })?
             }
         };
         let classes = rec::class_table(&dictionary);
@@ -312,7 +297,36 @@ impl PaddleOcr {
                 ),
             ));
         }
+        Ok(Self {
+            config,
+            det: Mutex::new(det),
+            rec: Mutex::new(rec),
+            classes,
+            info,
+        })
+    }
 
+    /// The identity [`new`](Self::new) would give the stage ([`Extractor::info`]), without
+    /// loading the models: checks the files exist and hashes them ([`sha256_file`] caches
+    /// the hashes).
+    pub fn describe(config: &OcrConfig) -> Result<ExtractorInfo, MlError> {
+        for (path, hint) in [
+            (&config.det_path, "OcrConfig::det_path"),
+            (&config.rec_path, "OcrConfig::rec_path"),
+        ] {
+            if !path.exists() {
+                return Err(missing(path, hint));
+            }
+        }
+        let dict_id = match &config.dict_path {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(missing(path, "OcrConfig::dict_path"));
+                }
+                sha256_file(path)?[..16].to_owned()
+            }
+            None => "model-metadata".to_owned(),
+        };
         let model = identity(&config.model_name, &[&config.det_path, &config.rec_path])?;
         let params = format!(
             "det_resize={};det_thresh={};box_thresh={};unclip_ratio={};min_confidence={};rec_batch={};max_boxes={};dict={}",
@@ -325,18 +339,11 @@ impl PaddleOcr {
             config.max_boxes_per_frame,
             dict_id
         );
-        let info = ExtractorInfo {
+        Ok(ExtractorInfo {
             name: Self::NAME.into(),
             version: "1".into(),
             model: Some(model),
             params: Some(params),
-        };
-        Ok(Self {
-            config,
-            det: Mutex::new(det),
-            rec: Mutex::new(rec),
-            classes,
-            info,
         })
     }
 

@@ -278,6 +278,43 @@ impl ClipImageStage {
         &self.identity
     }
 
+    /// The identity [`new`](Self::new) would give the stage ([`Extractor::info`]), without
+    /// loading the model: hashes both towers
+    /// ([`sha256_file`](crate::ml::models::sha256_file) caches the hashes).
+    pub fn describe(config: &ClipConfig) -> Result<ExtractorInfo, MlError> {
+        for (path, hint) in [
+            (
+                &config.image_model,
+                "ClipConfig::image_model (HEIMDEX_CLIP_IMAGE_MODEL)",
+            ),
+            (
+                &config.text_model,
+                "ClipConfig::text_model (HEIMDEX_CLIP_TEXT_MODEL)",
+            ),
+        ] {
+            if !path.exists() {
+                return Err(MlError::ModelMissing {
+                    path: path.display().to_string(),
+                    hint: hint.into(),
+                });
+            }
+        }
+        Ok(Self::info_for(config, config.pair_identity()?))
+    }
+
+    fn info_for(config: &ClipConfig, model: ModelIdentity) -> ExtractorInfo {
+        let c = config;
+        ExtractorInfo {
+            name: Self::NAME.into(),
+            version: Self::VERSION.into(),
+            model: Some(model),
+            params: Some(format!(
+                "space={IMAGE_SPACE};size={};mean={:?};std={:?};resize=shorter-catmullrom+centercrop",
+                c.image_size, c.mean, c.std
+            )),
+        }
+    }
+
     /// L2-normalised vectors for RGB frames, in order.
     pub fn embed_frames(&self, frames: &[FrameRef<'_>]) -> Result<Vec<Vec<f32>>, MlError> {
         self.embed_frames_with_progress(frames, &|_| {})
@@ -342,16 +379,7 @@ fn preprocess(frame: &FrameRef<'_>, c: &ClipConfig) -> Result<Vec<f32>, String> 
 
 impl Extractor for ClipImageStage {
     fn info(&self) -> ExtractorInfo {
-        let c = &self.config;
-        ExtractorInfo {
-            name: Self::NAME.into(),
-            version: Self::VERSION.into(),
-            model: Some(self.identity.clone()),
-            params: Some(format!(
-                "space={IMAGE_SPACE};size={};mean={:?};std={:?};resize=shorter-catmullrom+centercrop",
-                c.image_size, c.mean, c.std
-            )),
-        }
+        Self::info_for(&self.config, self.identity.clone())
     }
 
     fn needs(&self) -> Needs {

@@ -84,7 +84,7 @@ impl TextEmbedder {
             }
         }
         let token_types = names.contains(&"token_type_ids");
-        let identity = identity(&config.name, &[&config.model, &config.vocab])?;
+        let identity = Self::model_identity(&config)?;
         let mut embedder = Self {
             session: Mutex::new(session),
             tokenizer,
@@ -104,6 +104,12 @@ impl TextEmbedder {
             ));
         }
         Ok(embedder)
+    }
+
+    /// The identity of the model `config` names (name + SHA-256 over the model and
+    /// vocabulary files), without loading it.
+    pub fn model_identity(config: &EmbedConfig) -> Result<ModelIdentity, MlError> {
+        identity(&config.name, &[&config.model, &config.vocab])
     }
 
     /// Vector dimension (384 for MiniLM).
@@ -276,20 +282,44 @@ impl TextEmbeddingStage {
     pub fn embedder(&self) -> &Arc<TextEmbedder> {
         &self.embedder
     }
+
+    /// The identity a stage over `TextEmbedder::new(config)` has ([`Extractor::info`]),
+    /// without loading the model: hashes the files
+    /// ([`sha256_file`](crate::ml::models::sha256_file) caches the hashes).
+    pub fn describe(config: &EmbedConfig) -> Result<ExtractorInfo, MlError> {
+        for (path, hint) in [
+            (&config.model, "EmbedConfig::model"),
+            (&config.vocab, "EmbedConfig::vocab"),
+        ] {
+            if !path.exists() {
+                return Err(MlError::ModelMissing {
+                    path: path.display().to_string(),
+                    hint: hint.into(),
+                });
+            }
+        }
+        Ok(Self::info_for(
+            config,
+            TextEmbedder::model_identity(config)?,
+        ))
+    }
+
+    fn info_for(config: &EmbedConfig, model: ModelIdentity) -> ExtractorInfo {
+        ExtractorInfo {
+            name: Self::NAME.into(),
+            version: Self::VERSION.into(),
+            model: Some(model),
+            params: Some(format!(
+                "space={TEXT_SPACE};max_tokens={};lowercase={};pool=mean;norm=l2",
+                config.max_tokens, config.lowercase
+            )),
+        }
+    }
 }
 
 impl Extractor for TextEmbeddingStage {
     fn info(&self) -> ExtractorInfo {
-        let c = self.embedder.config();
-        ExtractorInfo {
-            name: Self::NAME.into(),
-            version: Self::VERSION.into(),
-            model: Some(self.embedder.identity().clone()),
-            params: Some(format!(
-                "space={TEXT_SPACE};max_tokens={};lowercase={};pool=mean;norm=l2",
-                c.max_tokens, c.lowercase
-            )),
-        }
+        Self::info_for(self.embedder.config(), self.embedder.identity().clone())
     }
 
     fn needs(&self) -> Needs {
