@@ -1,7 +1,16 @@
 //! The default extraction stages, assembled from the models that are available.
 //!
-//! Each ML stage is added when its model files load; a stage whose model is missing is
+//! Each ML stage is added when its model files exist; a stage whose model is missing is
 //! left out with a note saying how to get it (`make models`), so the pipeline always runs.
+//!
+//! Assembly loads no model. Each stage knows its identity ([`Extractor::info`]: name,
+//! version, model name and SHA-256, parameters) and [`Extractor::needs`] without its weights
+//! (the files' hashes are cached next to them, see
+//! `heimdex_pipeline::ml::models::sha256_file`), and loads its model on its first
+//! [`Extractor::extract`] ([`LazyExtractor`]); query encoders load on their first
+//! [`QueryEncoder::encode`]. So a re-index that finds nothing to do, or a search that needs
+//! no vector, never pays for loading models. A model that fails to load fails the job that
+//! needed it with [`ExtractError::Model`], as every later use in the process does.
 //!
 //! Bring your own model: these environment variables replace a default model file (the
 //! stage's identity is the file's SHA-256, so changing one re-runs only that stage and what
@@ -16,9 +25,10 @@
 //! | `HEIMDEX_TEXT_MODEL`, `HEIMDEX_TEXT_VOCAB` | text embeddings | BERT-style ONNX + `vocab.txt` |
 //! | `HEIMDEX_CLIP_IMAGE_MODEL`, `HEIMDEX_CLIP_TEXT_MODEL` | image embeddings | CLIP ONNX towers |
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use heimdex_core::{Extractor, QueryEncoder};
+use heimdex_core::sidecar::ExtractorInfo;
+use heimdex_core::{ExtractContext, ExtractError, Extractor, Needs, QueryEncoder, StageData};
 
 /// Which stages to build, and their settings.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +50,118 @@ pub struct Stages {
     pub notes: Vec<String>,
 }
 
+/// A value (a loaded model) built on first use: once per process however many threads ask
+/// at the same time; a failed build is remembered and reported to every later caller.
+pub struct Lazy<T> {
+    what: String,
+    load: Box<dyn Fn() -> Result<T, ExtractError> + Send + Sync>,
+    cell: OnceLock<Result<T, (String, String)>>,
+}
+
+impl<T> std::fmt::Debug for Lazy<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.cell.get() {
+            None => "not loaded",
+            Some(Ok(_)) => "loaded",
+            Some(Err(_)) => "failed",
+        };
+        f.debug_struct("Lazy")
+            .field("what", &self.what)
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<T> Lazy<T> {
+    /// `load` builds the value of `what` (a model name, for errors) on first use.
+    pub fn new(
+        what: impl Into<String>,
+        load: impl Fn() -> Result<T, ExtractError> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            what: what.into(),
+            load: Box::new(load),
+            cell: OnceLock::new(),
+        }
+    }
+
+    /// The value, built now if this is the first use. A build that failed (now or before)
+    /// is [`ExtractError::Model`].
+    pub fn get(&self) -> Result<&T, ExtractError> {
+        let loaded = self.cell.get_or_init(|| {
+            let started = std::time::Instant::now();
+            let out = (self.load)().map_err(|e| match e {
+                ExtractError::Model { model, reason } => (model, reason),
+                other => (self.what.clone(), other.to_string()),
+            });
+            tracing::debug!(what = %self.what, ms = started.elapsed().as_millis() as u64, ok = out.is_ok(), "model loaded");
+            out
+        });
+        loaded
+            .as_ref()
+            .map_err(|(model, reason)| ExtractError::Model {
+                model: model.clone(),
+                reason: reason.clone(),
+            })
+    }
+
+    /// Whether the value has been built (successfully or not).
+    pub fn is_loaded(&self) -> bool {
+        self.cell.get().is_some()
+    }
+}
+
+/// An [`Extractor`] whose identity and needs are known up front and whose stage (model) is
+/// built on the first [`extract`](Extractor::extract). The built stage must report the same
+/// [`info`](Extractor::info) and [`needs`](Extractor::needs) as declared, else the job fails
+/// with [`ExtractError::Model`] (e.g. the model file was replaced after assembly), so a
+/// sidecar never records an identity other than the one that produced its data.
+#[derive(Debug)]
+pub struct LazyExtractor<T> {
+    info: ExtractorInfo,
+    needs: Needs,
+    stage: Arc<Lazy<T>>,
+}
+
+impl<T: Extractor> LazyExtractor<T> {
+    /// A stage with identity `info` and `needs`, built by `stage` on first use.
+    pub fn new(info: ExtractorInfo, needs: Needs, stage: Arc<Lazy<T>>) -> Self {
+        Self { info, needs, stage }
+    }
+
+    /// Whether the stage has been built.
+    pub fn is_loaded(&self) -> bool {
+        self.stage.is_loaded()
+    }
+}
+
+impl<T: Extractor> Extractor for LazyExtractor<T> {
+    fn info(&self) -> ExtractorInfo {
+        self.info.clone()
+    }
+
+    fn needs(&self) -> Needs {
+        self.needs.clone()
+    }
+
+    fn extract(&self, ctx: &ExtractContext<'_>) -> Result<StageData, ExtractError> {
+        let stage = self.stage.get()?;
+        let (info, needs) = (stage.info(), stage.needs());
+        if info != self.info || needs != self.needs {
+            let model = self.info.model.as_ref();
+            return Err(ExtractError::Model {
+                model: model.map_or_else(|| self.info.name.clone(), |m| m.name.clone()),
+                reason: format!(
+                    "the loaded stage is not the one assembled (identity {:?} / needs {:?}, \
+                     expected {:?} / {:?}); was a model file replaced? Restart to pick it up",
+                    info, needs, self.info, self.needs
+                ),
+            });
+        }
+        stage.extract(ctx)
+    }
+}
+
 /// Build the default stages.
 pub fn default_stages(settings: &StageSettings) -> Stages {
     let mut stages = Stages::default();
@@ -55,7 +177,8 @@ pub fn default_stages(settings: &StageSettings) -> Stages {
     stages
 }
 
-/// Only the query encoders (for searching; loads just the text embedding model).
+/// Only the query encoders (for searching; the text embedding model loads when a query is
+/// first encoded).
 pub fn query_encoders(settings: &StageSettings) -> Stages {
     let mut stages = Stages::default();
     if settings.disable_ml {
@@ -109,11 +232,111 @@ pub fn image_query_vector(path: &std::path::Path) -> Result<Vec<f32>, String> {
 #[cfg(feature = "ml")]
 pub use ml::image_vector;
 
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use heimdex_core::sidecar::{CustomBlock, Sidecar, SidecarAsset};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed(&'static str);
+
+    impl Extractor for Fixed {
+        fn info(&self) -> ExtractorInfo {
+            ExtractorInfo {
+                name: "fixed".into(),
+                version: self.0.into(),
+                model: None,
+                params: None,
+            }
+        }
+        fn needs(&self) -> Needs {
+            Needs::keyframes()
+        }
+        fn extract(&self, _: &ExtractContext<'_>) -> Result<StageData, ExtractError> {
+            Ok(StageData::Custom(CustomBlock::default()))
+        }
+    }
+
+    fn run(e: &dyn Extractor) -> Result<StageData, ExtractError> {
+        let sidecar = Sidecar::new(SidecarAsset {
+            id: "a".into(),
+            tenant: "t".into(),
+            source: "s".into(),
+            key: "k".into(),
+            version: "1".into(),
+            size: 0,
+        });
+        let progress = |_: f32| {};
+        e.extract(&ExtractContext::new(&sidecar, &[], None, &progress))
+    }
+
+    #[test]
+    fn loads_once_on_first_extract_across_threads() {
+        let loads = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&loads);
+        let lazy = Arc::new(Lazy::new("fixed", move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok(Fixed("1"))
+        }));
+        let stage = LazyExtractor::new(Fixed("1").info(), Needs::keyframes(), lazy);
+        // Identity and needs are answered without loading.
+        assert_eq!(stage.info().version, "1");
+        assert_eq!(stage.needs(), Needs::keyframes());
+        assert!(!stage.is_loaded());
+        assert_eq!(loads.load(Ordering::SeqCst), 0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| run(&stage).expect("extract"));
+            }
+        });
+        assert!(stage.is_loaded());
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_loaded_stage_with_another_identity_is_refused() {
+        let lazy = Arc::new(Lazy::new("fixed", || Ok(Fixed("2"))));
+        let stage = LazyExtractor::new(Fixed("1").info(), Needs::keyframes(), lazy);
+        match run(&stage) {
+            Err(ExtractError::Model { model, reason }) => {
+                assert_eq!(model, "fixed");
+                assert!(reason.contains("not the one assembled"), "{reason}");
+            }
+            other => panic!("expected a model error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_errors_keep_their_model_name() {
+        let lazy: Lazy<Fixed> = Lazy::new("fallback", || {
+            Err(ExtractError::Failed("disk on fire".into()))
+        });
+        match lazy.get() {
+            Err(ExtractError::Model { model, reason }) => {
+                assert_eq!(
+                    (model.as_str(), reason.as_str()),
+                    ("fallback", "disk on fire")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            format!("{lazy:?}"),
+            r#"Lazy { what: "fallback", state: "failed" }"#
+        );
+    }
+}
+
 #[cfg(feature = "ml")]
 mod ml {
     use std::sync::Arc;
 
-    use heimdex_core::{ExtractError, QueryEncoder};
+    use heimdex_core::sidecar::ExtractorInfo;
+    use heimdex_core::{ExtractError, Extractor, Needs, QueryEncoder};
     use heimdex_pipeline::ml::MlError;
     use heimdex_pipeline::ml::asr::{AsrConfig, WhisperAsr};
     use heimdex_pipeline::ml::embed::{
@@ -121,19 +344,21 @@ mod ml {
     };
     use heimdex_pipeline::ml::faces::{FaceConfig, FaceStage};
     use heimdex_pipeline::ml::ocr::{OcrConfig, PaddleOcr};
+    use heimdex_pipeline::ml::runtime;
 
-    use super::{StageSettings, Stages};
+    use super::{Lazy, LazyExtractor, StageSettings, Stages};
 
-    /// Query-time text encoder for the `text` space (the same model as the text stage).
+    /// Query-time text encoder for the `text` space (the same model as the text stage),
+    /// loaded on the first query it encodes.
     #[derive(Debug)]
-    struct TextQuery(Arc<TextEmbedder>);
+    struct TextQuery(Arc<Lazy<TextEmbeddingStage>>);
 
     impl QueryEncoder for TextQuery {
         fn space(&self) -> &str {
             "text"
         }
         fn encode(&self, text: &str) -> Result<Vec<f32>, ExtractError> {
-            Ok(self.0.embed_one(text)?)
+            Ok(self.0.get()?.embedder().embed_one(text)?)
         }
     }
 
@@ -154,11 +379,57 @@ mod ml {
         cfg
     }
 
+    /// The ONNX Runtime library exists (it is loaded with the first ONNX model).
+    fn onnx_runtime() -> Result<(), MlError> {
+        let path = runtime::dylib_path();
+        if path.exists() {
+            Ok(())
+        } else {
+            Err(MlError::Runtime(format!(
+                "{} does not exist",
+                path.display()
+            )))
+        }
+    }
+
+    /// `new(config)` on first use, for the model `what`.
+    fn lazy<T: 'static, C>(what: &str, config: C, new: fn(C) -> Result<T, MlError>) -> Arc<Lazy<T>>
+    where
+        C: Clone + Send + Sync + 'static,
+    {
+        Arc::new(Lazy::new(what, move || Ok(new(config.clone())?)))
+    }
+
+    /// The text embedding stage over `TextEmbedder::new(config)`, built on first use.
+    fn lazy_text(config: EmbedConfig) -> Arc<Lazy<TextEmbeddingStage>> {
+        lazy(&config.name.clone(), config, |c| {
+            Ok(TextEmbeddingStage::new(Arc::new(TextEmbedder::new(c)?)))
+        })
+    }
+
+    /// Add the stage built by `stage` with identity `described`, or a note saying why the
+    /// stage is left out.
+    fn add<T: Extractor + 'static>(
+        stages: &mut Stages,
+        label: &str,
+        described: Result<ExtractorInfo, MlError>,
+        needs: Needs,
+        stage: Arc<Lazy<T>>,
+    ) {
+        match described {
+            Ok(info) => stages
+                .extractors
+                .push(Arc::new(LazyExtractor::new(info, needs, stage))),
+            Err(e) => note(stages, label, &e),
+        }
+    }
+
     pub(super) fn add_query_encoders(stages: &mut Stages) {
-        match TextEmbedder::new(embed_config()) {
-            Ok(embedder) => stages
+        let cfg = embed_config();
+        match onnx_runtime().and_then(|()| TextEmbeddingStage::describe(&cfg)) {
+            Ok(_) => stages
                 .query_encoders
-                .push(Arc::new(TextQuery(Arc::new(embedder)))),
+                .push(Arc::new(TextQuery(lazy_text(cfg)))),
             Err(e) => note(stages, "search by meaning", &e),
         }
     }
@@ -211,6 +482,12 @@ mod ml {
         // Thread budget: ASR, OCR, faces (and CLIP) form one level and run concurrently;
         // the text embedding stage runs after them, alone.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let onnx = onnx_runtime();
+        let with_onnx = |described: Result<ExtractorInfo, MlError>| {
+            onnx.as_ref()
+                .map_err(|e| MlError::Runtime(e.to_string()))
+                .and(described)
+        };
         let mut asr_cfg = match &settings.language {
             // Forcing a language other than English needs the multilingual model.
             Some(l) if l != "en" => AsrConfig::multilingual(),
@@ -225,10 +502,14 @@ mod ml {
             asr_cfg.vad_path = Some(p);
         }
         asr_cfg.threads = cores.max(1);
-        match WhisperAsr::new(asr_cfg) {
-            Ok(asr) => stages.extractors.push(Arc::new(asr)),
-            Err(e) => note(stages, "speech-to-text", &e),
-        }
+        // whisper.cpp needs no ONNX Runtime; the VAD does.
+        let described = match asr_cfg.vad_path {
+            Some(_) => with_onnx(WhisperAsr::describe(&asr_cfg)),
+            None => WhisperAsr::describe(&asr_cfg),
+        };
+        let asr = lazy("whisper", asr_cfg, WhisperAsr::new);
+        add(stages, "speech-to-text", described, Needs::audio(), asr);
+
         let mut ocr_cfg = OcrConfig::default();
         ocr_cfg.threads = 1;
         if let Some(p) = env_path("HEIMDEX_OCR_DET_MODEL") {
@@ -237,35 +518,116 @@ mod ml {
         if let Some(p) = env_path("HEIMDEX_OCR_REC_MODEL") {
             ocr_cfg.rec_path = p;
         }
-        match PaddleOcr::new(ocr_cfg) {
-            Ok(ocr) => stages.extractors.push(Arc::new(ocr)),
-            Err(e) => note(stages, "OCR", &e),
-        }
+        let described = with_onnx(PaddleOcr::describe(&ocr_cfg));
+        let ocr = lazy(&ocr_cfg.model_name.clone(), ocr_cfg, PaddleOcr::new);
+        add(stages, "OCR", described, Needs::keyframes(), ocr);
+
         let mut face_cfg = FaceConfig::default();
         if let Some(p) = env_path("HEIMDEX_FACE_DETECTOR") {
             face_cfg.detector_back = Some(p);
         }
-        match FaceStage::new(face_cfg) {
-            Ok(faces) => stages.extractors.push(Arc::new(faces)),
-            Err(e) => note(stages, "faces", &e),
-        }
+        let described = with_onnx(FaceStage::describe(&face_cfg));
+        let faces = lazy("faces", face_cfg, FaceStage::new);
+        add(stages, "faces", described, Needs::keyframes(), faces);
+
         let mut embed_cfg = embed_config();
         embed_cfg.threads = cores.max(1);
-        match TextEmbedder::new(embed_cfg) {
-            Ok(embedder) => {
-                let embedder = Arc::new(embedder);
-                stages
-                    .extractors
-                    .push(Arc::new(TextEmbeddingStage::new(Arc::clone(&embedder))));
-                stages.query_encoders.push(Arc::new(TextQuery(embedder)));
-            }
-            Err(e) => note(stages, "text embeddings", &e),
+        let described = with_onnx(TextEmbeddingStage::describe(&embed_cfg));
+        let text = lazy_text(embed_cfg);
+        if described.is_ok() {
+            stages
+                .query_encoders
+                .push(Arc::new(TextQuery(Arc::clone(&text))));
         }
+        let mut needs = Needs::default();
+        needs.after = vec!["transcript".into(), "ocr".into()];
+        add(stages, "text embeddings", described, needs, text);
+
         if let Some(clip) = ClipConfig::from_env() {
-            match ClipImageStage::new(clip) {
-                Ok(stage) => stages.extractors.push(Arc::new(stage)),
-                Err(e) => note(stages, "image embeddings (CLIP)", &e),
+            let described = with_onnx(ClipImageStage::describe(&clip));
+            let stage = lazy(&clip.name.clone(), clip, ClipImageStage::new);
+            add(
+                stages,
+                "image embeddings (CLIP)",
+                described,
+                Needs::keyframes(),
+                stage,
+            );
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Every default stage whose models are installed declares, before loading, exactly
+        /// the identity and needs its loaded model reports.
+        #[test]
+        fn declared_identity_and_needs_match_the_loaded_stages() {
+            let mut stages = Stages::default();
+            add_all(&StageSettings::default(), &mut stages);
+            if stages.extractors.is_empty() {
+                eprintln!(
+                    "skipped: no models installed (make models): {:?}",
+                    stages.notes
+                );
+                return;
             }
+            let loaded: Vec<Box<dyn Extractor>> = {
+                let mut v: Vec<Box<dyn Extractor>> = Vec::new();
+                let asr = AsrConfig {
+                    threads: 1,
+                    ..AsrConfig::default()
+                };
+                if let Ok(s) = WhisperAsr::new(asr) {
+                    v.push(Box::new(s));
+                }
+                if let Ok(s) = PaddleOcr::new(OcrConfig::default()) {
+                    v.push(Box::new(s));
+                }
+                if let Ok(s) = FaceStage::new(FaceConfig::default()) {
+                    v.push(Box::new(s));
+                }
+                if let Ok(e) = TextEmbedder::new(EmbedConfig::default()) {
+                    v.push(Box::new(TextEmbeddingStage::new(Arc::new(e))));
+                }
+                v
+            };
+            for l in &loaded {
+                let info = l.info();
+                let declared = stages
+                    .extractors
+                    .iter()
+                    .find(|e| e.info().name == info.name)
+                    .unwrap_or_else(|| panic!("stage {} not assembled", info.name));
+                assert_eq!(declared.info(), info);
+                assert_eq!(declared.needs(), l.needs(), "{}", info.name);
+            }
+        }
+
+        #[test]
+        fn a_model_that_fails_to_load_fails_each_use_with_a_typed_error() {
+            let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counted = Arc::clone(&calls);
+            let broken: Arc<Lazy<TextEmbeddingStage>> = Arc::new(Lazy::new("minilm", move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut cfg = EmbedConfig::default();
+                cfg.model = "/nonexistent/model.onnx".into();
+                Ok(TextEmbeddingStage::new(Arc::new(TextEmbedder::new(cfg)?)))
+            }));
+            let query = TextQuery(Arc::clone(&broken));
+            for _ in 0..3 {
+                match query.encode("hello") {
+                    Err(ExtractError::Model { .. }) => {}
+                    other => panic!("expected a model error, got {other:?}"),
+                }
+            }
+            assert_eq!(
+                calls.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "loaded once"
+            );
+            assert!(broken.is_loaded());
         }
     }
 }
