@@ -168,7 +168,10 @@ pub async fn release_hands_back(queue: &dyn Queue) {
     ok("release", queue.release(&first).await);
     let again = reserve_some(queue, LONG, "reserve after release").await;
     assert_eq!(again.message, m);
-    assert_eq!(again.attempt, 1, "a released delivery is not counted as an attempt");
+    assert_eq!(
+        again.attempt, 1,
+        "a released delivery is not counted as an attempt"
+    );
     assert_stale(queue.ack(&first).await, "ack with the released receipt");
     assert_stale(queue.release(&first).await, "release twice");
     ok("ack", queue.ack(&again).await);

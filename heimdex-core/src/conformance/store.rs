@@ -945,8 +945,14 @@ pub async fn persons_update_is_atomic(store: &dyn Store) {
         faces,
         updated_ms: 1,
     };
-    ok("seed", store.upsert_person(&person(&t, "person-0", 0)).await);
-    ok("other", store.upsert_person(&person(&other, "person-9", 5)).await);
+    ok(
+        "seed",
+        store.upsert_person(&person(&t, "person-0", 0)).await,
+    );
+    ok(
+        "other",
+        store.upsert_person(&person(&other, "person-9", 5)).await,
+    );
     let calls = (0..16).map(|_| {
         let t = t.clone();
         async move {
@@ -976,7 +982,10 @@ pub async fn persons_update_is_atomic(store: &dyn Store) {
         }
     });
     let written = futures::future::join_all(calls).await;
-    assert!(written.iter().all(|w| w.len() == 2), "returns what it wrote");
+    assert!(
+        written.iter().all(|w| w.len() == 2),
+        "returns what it wrote"
+    );
     let all = ok("list", store.list_persons(&t).await);
     assert_eq!(all.len(), 17, "16 minted + the shared one: {all:?}");
     let ids: std::collections::BTreeSet<&str> = all.iter().map(|p| p.id.as_str()).collect();
@@ -986,6 +995,9 @@ pub async fn persons_update_is_atomic(store: &dyn Store) {
     let others = ok("list other", store.list_persons(&other).await);
     assert_eq!(others.len(), 1, "the other tenant is untouched");
     assert_eq!(others[0].faces, 5);
-    let nothing = ok("no-op update", store.update_persons(&t, &|_| Vec::new()).await);
+    let nothing = ok(
+        "no-op update",
+        store.update_persons(&t, &|_| Vec::new()).await,
+    );
     assert!(nothing.is_empty());
 }
