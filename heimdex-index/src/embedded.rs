@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use heimdex_core::fusion::{RankedList, fuse};
@@ -32,6 +32,11 @@ pub const HYBRID_MIN_FETCH: usize = 50;
 /// searches concurrently.
 pub const PARALLEL_HYBRID_MIN_DOCS: usize = 50_000;
 
+/// Through the async [`Index`] API, searches (and counts) of shards with fewer documents run
+/// on the calling task when the state lock is free at once: they take microseconds. Larger
+/// ones, and any that would wait for a writer, run on tokio's blocking pool.
+pub(crate) const INLINE_SEARCH_MAX_DOCS: usize = 10_000;
+
 /// The embedded, in-process index: a positional inverted index with BM25 for keywords,
 /// cosine search over named vector spaces (HNSW graph or exact scan), and [`fuse`] for hybrid
 /// queries. See the [crate docs](crate) for the design.
@@ -39,21 +44,32 @@ pub const PARALLEL_HYBRID_MIN_DOCS: usize = 50_000;
 /// All operations run in memory under a [`RwLock`] (many concurrent searches, one writer).
 /// [`EmbeddedIndex::open`] loads a snapshot from a directory; [`Index::flush`] writes one
 /// atomically. Nothing is written unless `flush` is called (there is no flush on drop).
+///
+/// The async [`Index`] methods keep blocking work off the async runtime's threads: writes
+/// (upsert, delete), flushes and searches of large shards (or any that would wait for the
+/// lock) run on tokio's blocking pool; searches and counts of shards under 10 000 documents
+/// whose lock is free run inline. Polled outside a tokio runtime they all run inline.
+/// The `*_blocking` methods run on the calling thread.
 pub struct EmbeddedIndex {
+    inner: Arc<Inner>,
+    /// Live vectors from which a space created by this handle gets its HNSW graph
+    /// (`None`: the default, 5 000).
+    graph_min_rows: Option<usize>,
+}
+
+/// The shared state of an [`EmbeddedIndex`]; blocking tasks hold a clone of the `Arc`.
+struct Inner {
     state: RwLock<State>,
     dir: Option<PathBuf>,
     dirty: AtomicBool,
     flush_lock: Mutex<()>,
-    /// Live vectors from which a space created by this handle gets its HNSW graph
-    /// (`None`: the default, 5 000).
-    graph_min_rows: Option<usize>,
 }
 
 impl fmt::Debug for EmbeddedIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.read();
         f.debug_struct("EmbeddedIndex")
-            .field("dir", &self.dir)
+            .field("dir", &self.inner.dir)
             .field("tenants", &state.shards.len())
             .field(
                 "docs",
@@ -522,11 +538,21 @@ impl State {
 impl EmbeddedIndex {
     fn with_state(state: State, dir: Option<PathBuf>) -> Self {
         Self {
-            state: RwLock::new(state),
-            dir,
-            dirty: AtomicBool::new(false),
-            flush_lock: Mutex::new(()),
+            inner: Arc::new(Inner {
+                state: RwLock::new(state),
+                dir,
+                dirty: AtomicBool::new(false),
+                flush_lock: Mutex::new(()),
+            }),
             graph_min_rows: None,
+        }
+    }
+
+    /// Another handle to the same index (for a blocking task).
+    fn handle(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            graph_min_rows: self.graph_min_rows,
         }
     }
 
@@ -555,12 +581,12 @@ impl EmbeddedIndex {
 
     /// The directory this index persists to, if any.
     pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
+        self.inner.dir.as_deref()
     }
 
     /// The snapshot file inside [`dir`](Self::dir).
     pub fn snapshot_path(&self) -> Option<PathBuf> {
-        self.dir.as_deref().map(persist::snapshot_path)
+        self.inner.dir.as_deref().map(persist::snapshot_path)
     }
 
     /// Vector spaces known to the index and their dimensions.
@@ -569,11 +595,17 @@ impl EmbeddedIndex {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Approximate heap bytes of the vector search structures, all tenants and spaces:
@@ -592,7 +624,7 @@ impl EmbeddedIndex {
     pub fn upsert_blocking(&self, docs: &[IndexDoc]) -> Result<(), IndexError> {
         let mut state = self.write();
         let (prepared, new_dims) = state.prepare(docs)?;
-        self.dirty.store(true, Ordering::SeqCst);
+        self.inner.dirty.store(true, Ordering::SeqCst);
         if let Some(rows) = self.graph_min_rows {
             for p in &prepared {
                 let shard = state.shards.entry(p.doc.tenant.clone()).or_default();
@@ -633,59 +665,130 @@ impl EmbeddedIndex {
 
     /// Blocking version of [`Index::flush`]: writes the snapshot if anything changed.
     pub fn flush_blocking(&self) -> Result<(), IndexError> {
-        let Some(dir) = &self.dir else {
+        let Some(dir) = &self.inner.dir else {
             return Ok(());
         };
         let _one_flush_at_a_time = self
+            .inner
             .flush_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // Holding the read lock excludes writers, so nothing changes between writing the
         // snapshot and clearing the dirty flag.
         let state = self.read();
-        if !self.dirty.load(Ordering::SeqCst) {
+        if !self.inner.dirty.load(Ordering::SeqCst) {
             return Ok(());
         }
         persist::save(dir, &state)?;
-        self.dirty.store(false, Ordering::SeqCst);
+        self.inner.dirty.store(false, Ordering::SeqCst);
         Ok(())
     }
-}
 
-#[async_trait]
-impl Index for EmbeddedIndex {
-    async fn upsert(&self, docs: &[IndexDoc]) -> Result<(), IndexError> {
-        self.upsert_blocking(docs)
-    }
-
-    async fn delete_asset(&self, tenant: &TenantId, asset: &AssetId) -> Result<u64, IndexError> {
+    /// Blocking version of [`Index::delete_asset`].
+    pub fn delete_asset_blocking(&self, tenant: &TenantId, asset: &AssetId) -> u64 {
         let mut state = self.write();
         let n = state
             .shards
             .get_mut(tenant)
             .map_or(0, |s| s.delete_asset(asset));
         if n > 0 {
-            self.dirty.store(true, Ordering::SeqCst);
+            self.inner.dirty.store(true, Ordering::SeqCst);
         }
-        Ok(n)
+        n
     }
 
+    /// Run `f` with a handle to this index on tokio's blocking pool, or right here when no
+    /// tokio runtime is running (another executor polls the future). A panic in `f` resumes
+    /// in the caller, as if `f` had run inline.
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EmbeddedIndex) -> Result<T, IndexError> + Send + 'static,
+    ) -> Result<T, IndexError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return f(self);
+        }
+        let this = self.handle();
+        match tokio::task::spawn_blocking(move || f(&this)).await {
+            Ok(out) => out,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(IndexError::Backend {
+                index: NAME,
+                source: format!("blocking task did not finish: {e}").into(),
+            }),
+        }
+    }
+
+    /// Run the read-only `f` inline if the state lock is free now and the tenant's shard has
+    /// fewer than [`INLINE_SEARCH_MAX_DOCS`] documents, else on the blocking pool.
+    async fn read_op<T: Send + 'static>(
+        &self,
+        tenant: &TenantId,
+        f: impl FnOnce(&EmbeddedIndex) -> Result<T, IndexError> + Send + 'static,
+    ) -> Result<T, IndexError> {
+        let small = match self.inner.state.try_read() {
+            Ok(state) => state
+                .shards
+                .get(tenant)
+                .is_none_or(|s| s.len() < INLINE_SEARCH_MAX_DOCS),
+            Err(std::sync::TryLockError::Poisoned(p)) => p
+                .into_inner()
+                .shards
+                .get(tenant)
+                .is_none_or(|s| s.len() < INLINE_SEARCH_MAX_DOCS),
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        };
+        if small {
+            f(self)
+        } else {
+            self.off_runtime(f).await
+        }
+    }
+}
+
+#[async_trait]
+impl Index for EmbeddedIndex {
+    /// On the blocking pool (vectors are normalised and graphs updated under the write lock).
+    async fn upsert(&self, docs: &[IndexDoc]) -> Result<(), IndexError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let docs = docs.to_vec();
+        self.off_runtime(move |ix| ix.upsert_blocking(&docs)).await
+    }
+
+    /// On the blocking pool (waits for the write lock).
+    async fn delete_asset(&self, tenant: &TenantId, asset: &AssetId) -> Result<u64, IndexError> {
+        let (tenant, asset) = (tenant.clone(), asset.clone());
+        self.off_runtime(move |ix| Ok(ix.delete_asset_blocking(&tenant, &asset)))
+            .await
+    }
+
+    /// Inline on small shards when the lock is free, else on the blocking pool.
     async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, IndexError> {
-        self.search_blocking(request)
+        let req = request.clone();
+        self.read_op(&request.tenant, move |ix| ix.search_blocking(&req))
+            .await
     }
 
     async fn count(&self, tenant: &TenantId) -> Result<u64, IndexError> {
-        Ok(self.count_blocking(tenant))
+        let t = tenant.clone();
+        self.read_op(tenant, move |ix| Ok(ix.count_blocking(&t)))
+            .await
     }
 
     async fn asset_counts(&self, tenant: &TenantId) -> Result<BTreeMap<AssetId, u64>, IndexError> {
-        Ok(self.asset_counts_blocking(tenant))
+        let t = tenant.clone();
+        self.read_op(tenant, move |ix| Ok(ix.asset_counts_blocking(&t)))
+            .await
     }
 
-    /// Writes the snapshot on the calling thread (a few hundred ms for 100k documents with
-    /// 384-d vectors); call it from `spawn_blocking` where that matters.
+    /// Writes the snapshot on the blocking pool (a few hundred ms for 100k documents with
+    /// 384-d vectors); returns at once when nothing changed or the index is in memory.
     async fn flush(&self) -> Result<(), IndexError> {
-        self.flush_blocking()
+        if self.inner.dir.is_none() || !self.inner.dirty.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.off_runtime(EmbeddedIndex::flush_blocking).await
     }
 }
 
@@ -809,5 +912,122 @@ mod tests {
         );
         eprintln!("graph-path recall@10 {recall:.4}");
         assert!(recall >= 0.98, "recall@10 {recall:.3}");
+    }
+
+    /// Hold a lock of `index` on another thread until told to let go (or 5 s pass, so a
+    /// regression fails the test instead of hanging it).
+    fn hold_lock(
+        index: &Arc<EmbeddedIndex>,
+        write: bool,
+    ) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let ix = Arc::clone(index);
+        let holder = std::thread::spawn(move || {
+            let (_r, _w) = if write {
+                (None, Some(ix.write()))
+            } else {
+                (Some(ix.read()), None)
+            };
+            held_tx.send(()).expect("signal");
+            let _ = release_rx.recv_timeout(std::time::Duration::from_secs(5));
+        });
+        held_rx.recv().expect("lock held");
+        (release_tx, holder)
+    }
+
+    /// On a single-threaded runtime, an upsert waiting for the lock (held here as a long
+    /// flush or search would) and a search waiting for a writer leave the runtime free to
+    /// run other tasks.
+    #[tokio::test]
+    async fn waiting_for_the_lock_does_not_block_the_runtime() {
+        let index = Arc::new(EmbeddedIndex::in_memory());
+        index.upsert(&[doc(0, 4)]).await.expect("upsert");
+        for (write, op) in [(false, "upsert"), (true, "search")] {
+            let (release, holder) = hold_lock(&index, write);
+            let ix = Arc::clone(&index);
+            let task = tokio::spawn(async move {
+                match op {
+                    "upsert" => ix.upsert(&[doc(1, 4)]).await.map(|()| 0),
+                    _ => {
+                        let req =
+                            SearchRequest::new(TenantId::default_tenant()).with_text("common");
+                        ix.search(&req).await.map(|hits| hits.len())
+                    }
+                }
+            });
+            let started = std::time::Instant::now();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let waited = started.elapsed();
+            release.send(()).expect("release");
+            holder.join().expect("holder");
+            let out = task.await.expect("task").expect(op);
+            assert!(
+                waited < std::time::Duration::from_secs(2),
+                "{op} blocked the runtime for {waited:?}"
+            );
+            if op == "search" {
+                assert_eq!(out, 2);
+            }
+        }
+        assert_eq!(
+            index
+                .count(&TenantId::default_tenant())
+                .await
+                .expect("count"),
+            2
+        );
+    }
+
+    /// Flush writes off the runtime; a flush with nothing to write returns at once, and the
+    /// async and blocking APIs agree.
+    #[tokio::test]
+    async fn async_flush_and_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = EmbeddedIndex::open(dir.path()).expect("open");
+        index.flush().await.expect("empty flush");
+        assert!(!index.snapshot_path().expect("path").exists());
+        let docs: Vec<IndexDoc> = (0..30).map(|i| doc(i, 4)).collect();
+        index.upsert(&docs).await.expect("upsert");
+        index.upsert(&[]).await.expect("empty upsert");
+        assert_eq!(
+            index
+                .delete_asset(&TenantId::default_tenant(), &AssetId::new("a1"))
+                .await
+                .expect("delete"),
+            10
+        );
+        index.flush().await.expect("flush");
+        let reopened = EmbeddedIndex::open(dir.path()).expect("reopen");
+        let t = TenantId::default_tenant();
+        assert_eq!(reopened.count(&t).await.expect("count"), 20);
+        assert_eq!(
+            reopened.asset_counts(&t).await.expect("asset counts"),
+            index.asset_counts_blocking(&t)
+        );
+        let req = SearchRequest::new(t).with_text("word3");
+        assert_eq!(
+            reopened.search(&req).await.expect("search"),
+            index.search_blocking(&req).expect("search")
+        );
+    }
+
+    /// Polled by an executor other than tokio, the async methods run inline.
+    #[test]
+    fn works_without_a_tokio_runtime() {
+        let index = EmbeddedIndex::in_memory();
+        let fut = async {
+            index.upsert(&[doc(0, 4)]).await?;
+            index.flush().await?;
+            index.count(&TenantId::default_tenant()).await
+        };
+        // A minimal executor: the futures never wait (no runtime, all inline).
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut fut = std::pin::pin!(fut);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(n) => assert_eq!(n.expect("ops"), 1),
+            std::task::Poll::Pending => panic!("pending without a runtime"),
+        }
     }
 }

@@ -51,8 +51,12 @@
 //!   they are in memory, so reopening restores the graph instead of rebuilding it. Postings
 //!   and bitmaps are rebuilt on open. Loading streams the file; IO errors name the path,
 //!   damaged snapshots are [`IndexError::Corrupt`](heimdex_core::IndexError::Corrupt).
-//! - **Concurrency**: a `RwLock` around all state; the trait is async but every operation is
-//!   in memory and short (`flush` does blocking file IO on the calling thread).
+//! - **Concurrency**: a `RwLock` around all state (many searches, one writer). The async
+//!   `Index` methods keep blocking work off the runtime's threads: upserts, deletes and
+//!   `flush` (file IO) run on tokio's blocking pool, and so do searches of shards of 10 000
+//!   documents or more and any search that would wait for the lock; small searches run
+//!   inline, where a thread hop would cost more than the search. The `*_blocking` methods
+//!   run on the calling thread.
 //!
 //! Documents in a tenant are keyed by (asset, segment); ties in ranking are broken by
 //! [`IndexDoc::key`](heimdex_core::IndexDoc::key).
