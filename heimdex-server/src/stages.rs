@@ -631,3 +631,45 @@ mod ml {
         }
     }
 }
+
+/// A development switch (`HEIMDEX_DEV_FAIL_STAGE=NAME` on the server): a stage that fails
+/// every job with a transient error, so an operator can watch a job fail, back off, be
+/// retried and end failed (`make test-job-fail`). Never part of a default stage set.
+#[derive(Debug)]
+pub struct FailingStage {
+    name: String,
+}
+
+impl FailingStage {
+    /// A stage named `dev.fail.NAME`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: format!("dev.fail.{name}"),
+        }
+    }
+}
+
+impl Extractor for FailingStage {
+    fn info(&self) -> heimdex_core::sidecar::ExtractorInfo {
+        heimdex_core::sidecar::ExtractorInfo {
+            name: self.name.clone(),
+            version: "1".into(),
+            model: None,
+            params: None,
+        }
+    }
+
+    fn needs(&self) -> heimdex_core::Needs {
+        heimdex_core::Needs::default()
+    }
+
+    fn extract(
+        &self,
+        _ctx: &heimdex_core::ExtractContext<'_>,
+    ) -> Result<heimdex_core::StageData, heimdex_core::ExtractError> {
+        Err(heimdex_core::ExtractError::Failed(format!(
+            "{}: failing on purpose (HEIMDEX_DEV_FAIL_STAGE is set)",
+            self.name
+        )))
+    }
+}

@@ -70,6 +70,17 @@ pub enum EngineError {
         /// The time asked for.
         at_s: f64,
     },
+    /// No job has this id (in this tenant).
+    #[error("unknown job {0}")]
+    UnknownJob(String),
+    /// The asset has no thumbnail for this shot.
+    #[error("asset {asset} has no thumbnail for shot {shot}")]
+    NoThumbnail {
+        /// Asset id.
+        asset: String,
+        /// Shot index.
+        shot: u32,
+    },
     /// No person has this id or name.
     #[error("unknown person {0}")]
     UnknownPerson(String),
@@ -124,7 +135,9 @@ impl EngineError {
             | Self::NotIndexed(_)
             | Self::NoSidecar(_)
             | Self::NoMomentAt { .. }
-            | Self::UnknownPerson(_) => ErrorKind::NotFound,
+            | Self::UnknownPerson(_)
+            | Self::UnknownJob(_)
+            | Self::NoThumbnail { .. } => ErrorKind::NotFound,
             Self::Corrupt(_) | Self::Task(_) => ErrorKind::Internal,
         }
     }

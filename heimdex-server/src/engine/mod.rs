@@ -95,7 +95,7 @@ impl Default for EngineConfig {
 }
 
 /// What a scan found and queued.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ScanReport {
     /// New assets queued.
     pub new: u64,
@@ -103,6 +103,8 @@ pub struct ScanReport {
     pub modified: u64,
     /// Deleted assets removed from the index.
     pub deleted: u64,
+    /// Jobs queued by this scan, in the order of the changes.
+    pub jobs: Vec<JobId>,
 }
 
 /// Counts for `status`.
@@ -230,6 +232,18 @@ impl Engine {
         engine.media_root = Some(media_dir);
         engine._home_lock = lock;
         Ok(engine)
+    }
+
+    /// Print thumbnail paths under `root`, the local directory behind the media store.
+    pub fn with_media_root(mut self, root: PathBuf) -> Self {
+        self.media_root = Some(root);
+        self
+    }
+
+    /// Hold `lock` (an embedded home's writer lock) for as long as this engine lives.
+    pub fn with_home_lock(mut self, lock: HomeLock) -> Self {
+        self._home_lock = Some(lock);
+        self
     }
 
     /// Add an extractor that runs after the built-in media stages.
@@ -403,7 +417,8 @@ impl Engine {
                         updated_ms: heimdex_core::time_util::now_ms(),
                     };
                     self.store.upsert_asset(&asset).await?;
-                    self.enqueue_index_job(&asset).await?;
+                    let job = self.enqueue_index_job(&asset).await?;
+                    report.jobs.push(job);
                 }
                 Change::Deleted { key } => {
                     report.deleted += 1;
@@ -689,6 +704,125 @@ impl Engine {
     pub async fn queue_depth(&self) -> Result<u64, EngineError> {
         let s = self.queue.stats().await?;
         Ok(s.ready + s.delayed + s.in_flight)
+    }
+
+    /// The sources of `tenant`, by id.
+    pub async fn sources(&self, tenant: &TenantId) -> Result<Vec<Source>, EngineError> {
+        Ok(self.store.list_sources(tenant).await?)
+    }
+
+    /// One source of `tenant`.
+    pub async fn source(&self, tenant: &TenantId, id: &SourceId) -> Result<Source, EngineError> {
+        self.store
+            .get_source(tenant, id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownSource(id.to_string()))
+    }
+
+    /// One asset of `tenant`.
+    pub async fn asset(&self, tenant: &TenantId, id: &AssetId) -> Result<Asset, EngineError> {
+        self.store
+            .get_asset(tenant, id)
+            .await?
+            .ok_or_else(|| EngineError::NotIndexed(id.to_string()))
+    }
+
+    /// A page of `tenant`'s assets (ids after `after`, at most `limit`).
+    pub async fn assets_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<AssetId>,
+        limit: u32,
+    ) -> Result<Vec<Asset>, EngineError> {
+        let mut q = AssetQuery::tenant(tenant.clone());
+        q.after = after;
+        q.limit = Some(limit);
+        Ok(self.store.list_assets(&q).await?)
+    }
+
+    /// One job of `tenant`.
+    pub async fn job(&self, tenant: &TenantId, id: &JobId) -> Result<Job, EngineError> {
+        self.store
+            .get_job(tenant, id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownJob(id.to_string()))
+    }
+
+    /// `tenant`'s jobs, newest first (optionally of one state, at most `limit`).
+    pub async fn jobs(
+        &self,
+        tenant: &TenantId,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Job>, EngineError> {
+        let mut q = JobQuery::tenant(tenant.clone());
+        q.state = state.map(str::to_owned);
+        q.limit = Some(limit);
+        Ok(self.store.list_jobs(&q).await?)
+    }
+
+    /// The JPEG thumbnail of shot `shot` of an asset of `tenant`.
+    pub async fn thumbnail(
+        &self,
+        tenant: &TenantId,
+        asset: &AssetId,
+        shot: u32,
+    ) -> Result<bytes::Bytes, EngineError> {
+        let location = worker::thumbnail_location(tenant, asset, shot);
+        match object_store::ObjectStoreExt::get(self.media.as_ref(), &location.as_str().into())
+            .await
+        {
+            Ok(r) => r.bytes().await.map_err(EngineError::media),
+            Err(object_store::Error::NotFound { .. }) => Err(EngineError::NoThumbnail {
+                asset: asset.to_string(),
+                shot,
+            }),
+            Err(e) => Err(EngineError::media(e)),
+        }
+    }
+
+    /// Check the store, queue, index and media store answer (for health checks): the name
+    /// of each with its error, empty when all are fine.
+    pub async fn health(&self) -> BTreeMap<&'static str, Result<(), String>> {
+        let probe = TenantId::new("__health__");
+        let mut out = BTreeMap::new();
+        out.insert(
+            "store",
+            self.store
+                .list_sources(&probe)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        );
+        out.insert(
+            "queue",
+            self.queue
+                .stats()
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        );
+        out.insert(
+            "index",
+            self.index
+                .count(&probe)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        );
+        let media = object_store::ObjectStoreExt::head(
+            self.media.as_ref(),
+            &worker::tenant_prefix(&probe).join("probe"),
+        )
+        .await;
+        out.insert(
+            "media",
+            match media {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+        out
     }
 
     /// All assets of `tenant` (for listings).

@@ -123,7 +123,7 @@ pub(crate) fn thumbnails_prefix(tenant: &TenantId, asset: &AssetId) -> ObjectPat
     ObjectPath::from_iter([tenant.as_str(), "thumbs", asset.as_str()])
 }
 
-fn thumbnail_location(tenant: &TenantId, asset: &AssetId, shot: u32) -> String {
+pub(crate) fn thumbnail_location(tenant: &TenantId, asset: &AssetId, shot: u32) -> String {
     thumbnails_prefix(tenant, asset)
         .join(format!("shot-{shot:05}.jpg").as_str())
         .to_string()
