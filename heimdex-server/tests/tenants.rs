@@ -12,7 +12,7 @@ use common::*;
 use heimdex_core::model::{JobId, Person, TenantId};
 use heimdex_core::queue::QueueMessage;
 use heimdex_core::store::JobQuery;
-use heimdex_core::{Queue, SearchRequest, Store};
+use heimdex_core::SearchRequest;
 use heimdex_server::engine::{Engine, EngineConfig, SilentProgress};
 use heimdex_server::queue::LocalQueue;
 use heimdex_server::store::SqliteStore;

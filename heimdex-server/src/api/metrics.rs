@@ -11,11 +11,14 @@ use std::time::Instant;
 
 use crate::engine::{JobOutcome, ProgressEvent, ProgressSink};
 
+/// (route, method, status) → (count, seconds).
+type RequestCounts = BTreeMap<(String, String, u16), (u64, f64)>;
+
 /// The process's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (route, method, status) → (count, seconds).
-    requests: Mutex<BTreeMap<(String, String, u16), (u64, f64)>>,
+    /// Requests answered.
+    requests: Mutex<RequestCounts>,
     /// Job outcomes since start.
     jobs: Mutex<BTreeMap<&'static str, u64>>,
     /// Stage → (count, seconds).
