@@ -330,6 +330,7 @@ async fn run(mode: Mode) -> Result<()> {
                 until_idle: false,
                 poll: Duration::from_millis(250),
                 grace: Duration::from_secs(20),
+                ..WorkerOptions::default()
             };
             let r = engine.run_workers(sink, options, shutdown).await;
             beat.abort();

@@ -227,6 +227,10 @@ pub struct WorkerOptions {
     pub poll: Duration,
     /// How long a job in progress may run on after shutdown before it is handed back.
     pub grace: Duration,
+    /// How often the index is flushed while workers run (it is always flushed at the end),
+    /// so a process killed after hours of work loses at most this much of the index (and
+    /// even that is restored from the sidecars by the next writer).
+    pub flush_every: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -235,6 +239,7 @@ impl Default for WorkerOptions {
             until_idle: true,
             poll: Duration::from_millis(100),
             grace: Duration::from_secs(10),
+            flush_every: Duration::from_secs(60),
         }
     }
 }
@@ -263,7 +268,20 @@ impl Engine {
         let report = StdMutex::new(RunReport::default());
         let workers = (0..self.cfg.concurrency.max(1))
             .map(|_| self.worker_loop(sink.as_ref(), &report, &options, shutdown.clone()));
-        let results = futures::future::join_all(workers).await;
+        let mut all = Box::pin(futures::future::join_all(workers));
+        let mut flush = tokio::time::interval(options.flush_every);
+        flush.tick().await;
+        let results = loop {
+            tokio::select! {
+                results = &mut all => break results,
+                _ = flush.tick() => {
+                    if let Err(e) = self.index.flush().await {
+                        tracing::warn!(error = %e, "periodic index flush failed; retrying later");
+                    }
+                }
+            }
+        };
+        drop(all);
         self.index.flush().await?;
         for r in results {
             r?;
