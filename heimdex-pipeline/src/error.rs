@@ -49,7 +49,7 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
-    /// The category of this error: what is wrong with the file is [`ErrorKind::BadMedia`]
+    /// The category of this error: what is wrong with the file is [`heimdex_core::ErrorKind::BadMedia`]
     /// (permanent, the job fails at once); reading it may be transient.
     pub fn kind(&self) -> heimdex_core::ErrorKind {
         use heimdex_core::ErrorKind;

@@ -1,7 +1,7 @@
 //! Conformance suite for the [`Queue`] trait.
 //!
 //! A backend's test file invokes [`queue_conformance_tests!`](crate::queue_conformance_tests)
-//! with a factory returning a [`Fixture`](super::Fixture) of a queue built with a retry
+//! with a factory returning a [`Fixture`] of a queue built with a retry
 //! policy of `max_attempts >= 2` and a backoff well above scheduling noise ([`POLICY`] is
 //! the recommended one); that expands to one `#[tokio::test]` per scenario. The suite reads
 //! [`Queue::retry_policy`] instead of assuming one.
