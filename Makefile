@@ -74,8 +74,11 @@ test-qdrant:
 bless-schema:
 	cargo run -p heimdex-core --example bless_schema
 
+## Built with the same features as the tests (--workspace --all-features), so CI compiles
+## nothing twice; `cargo run -p custom-extractor -- FILE` works as well.
 examples: samples
-	cargo run -p custom-extractor -- $(HEIMDEX_SAMPLES)/bikes.mp4
+	cargo build --workspace --all-features --bins
+	$(CARGO_TARGET_DIR)/debug/custom-extractor $(HEIMDEX_SAMPLES)/bikes.mp4
 
 lint: deps
 	cargo fmt --all -- --check
