@@ -4,7 +4,21 @@
 //! heimdex-server [all]     single node: the HTTP API and N worker tasks in one process
 //! heimdex-server api       scale-out: the HTTP API only
 //! heimdex-server worker    scale-out: workers only (any number of processes/machines)
+//! heimdex-server token --tenant T     print a bearer token (HS256, SUPABASE_JWT_SECRET)
 //! ```
+//!
+//! Backends: Postgres (`HEIMDEX_DATABASE_URL`, migrations through
+//! `HEIMDEX_DATABASE_ADMIN_URL`) or, single node only, SQLite in `HEIMDEX_HOME`; Redis
+//! (`HEIMDEX_REDIS_URL`, `HEIMDEX_REDIS_NAMESPACE`) or, with SQLite, the in-process queue;
+//! Qdrant (`HEIMDEX_QDRANT_URL`) or the embedded index; sidecars and thumbnails in S3
+//! (`HEIMDEX_MEDIA_URL=s3://bucket/prefix`, `AWS_*`) or a local directory. Scale-out modes
+//! need Postgres, Redis and Qdrant: they refuse to start on anything a single process owns.
+//!
+//! With the Redis queue, each process reconciles a tenant (enqueues again the unfinished
+//! jobs the Store knows, and, with the embedded index, restores documents a crash lost
+//! from their sidecars) the first time it serves that tenant, then every
+//! `HEIMDEX_RECONCILE_SECS`: the Store's row-level security gives the server no way to list
+//! every tenant at start (see docs/operations.md).
 //!
 //! Configuration comes from environment variables (the same names in deploy/.env.example,
 //! docker-compose and the native setup), optionally loaded first from a `KEY=VALUE` file
@@ -27,6 +41,8 @@ use heimdex_server::engine::{
     Engine, EngineConfig, HomeLock, ProgressSink, Shutdown, WorkerOptions,
 };
 use heimdex_server::stages::{StageSettings, default_stages};
+use object_store::ClientConfigKey;
+use object_store::aws::AmazonS3ConfigKey;
 
 #[derive(Debug, Parser)]
 #[command(name = "heimdex-server", version, about = "Heimdex reference server")]
@@ -35,16 +51,34 @@ struct Cli {
     #[arg(long, env = "HEIMDEX_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
-    mode: Option<Mode>,
+    command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand, PartialEq, Eq)]
-enum Mode {
+#[derive(Debug, Clone, Subcommand, PartialEq, Eq)]
+enum Command {
     /// API and workers in one process (single node; the default).
     All,
     /// The HTTP API only (scale-out).
     Api,
     /// Workers only (scale-out).
+    Worker,
+    /// Print a bearer token for `tenant`, signed with SUPABASE_JWT_SECRET (HS256), for
+    /// development and scripts: `curl -H "Authorization: Bearer $(heimdex-server token
+    /// --tenant acme)" ...`.
+    Token {
+        /// The tenant the token acts for (claim `app_metadata.tenant_id` and `sub`).
+        #[arg(long)]
+        tenant: String,
+        /// Seconds until it expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    All,
+    Api,
     Worker,
 }
 
@@ -106,7 +140,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.mode.unwrap_or(Mode::All))) {
+    let mode = match cli.command.unwrap_or(Command::All) {
+        Command::All => Mode::All,
+        Command::Api => Mode::Api,
+        Command::Worker => Mode::Worker,
+        Command::Token { tenant, ttl } => {
+            return match token(&tenant, ttl) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    match runtime.block_on(run(mode)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -151,19 +202,43 @@ async fn backends(mode: Mode, home: &Path, retry: heimdex_core::RetryPolicy) -> 
         None
     };
 
-    if env("HEIMDEX_DATABASE_URL").is_some() {
-        bail!("HEIMDEX_DATABASE_URL (Postgres) is not wired into this build yet");
+    let database = env("HEIMDEX_DATABASE_URL");
+    let redis = env("HEIMDEX_REDIS_URL");
+    if mode != Mode::All && (database.is_none() || redis.is_none()) {
+        bail!(
+            "`heimdex-server {}` is the scale-out mode: it shares its jobs through Postgres and \
+             Redis. Set HEIMDEX_DATABASE_URL and HEIMDEX_REDIS_URL, or run `heimdex-server all`",
+            if mode == Mode::Api { "api" } else { "worker" }
+        );
     }
-    let sqlite = heimdex_server::store::SqliteStore::open(&home.join("heimdex.db")).await?;
-    if env("HEIMDEX_REDIS_URL").is_some() {
-        bail!("HEIMDEX_REDIS_URL (Redis) is not wired into this build yet");
-    }
-    let local = heimdex_server::queue::LocalQueue::new(&sqlite, retry).await?;
-    if lock.is_some() {
-        local.reclaim_abandoned().await?;
-    }
-    let store: Arc<dyn Store> = Arc::new(sqlite);
-    let queue: Arc<dyn Queue> = Arc::new(local);
+    let (store, queue) = match (database, redis) {
+        (Some(url), Some(redis)) => (
+            postgres_store(&url).await?,
+            redis_queue(&redis, retry).await?,
+        ),
+        (Some(_), None) => bail!(
+            "HEIMDEX_DATABASE_URL (Postgres) needs HEIMDEX_REDIS_URL too: the in-process queue \
+             lives in the SQLite store of a single node"
+        ),
+        (None, redis) => {
+            let sqlite = heimdex_server::store::SqliteStore::open(&home.join("heimdex.db")).await?;
+            let queue: Arc<dyn Queue> = match redis {
+                Some(redis) => redis_queue(&redis, retry).await?,
+                None => {
+                    let local = heimdex_server::queue::LocalQueue::new(&sqlite, retry).await?;
+                    if lock.is_some() {
+                        let n = local.reclaim_abandoned().await?;
+                        if n > 0 {
+                            tracing::info!(jobs = n, "handed back jobs of a process that stopped");
+                        }
+                    }
+                    Arc::new(local)
+                }
+            };
+            let store: Arc<dyn Store> = Arc::new(sqlite);
+            (store, queue)
+        }
+    };
 
     let (index, shared_index): (Arc<dyn Index>, bool) = match qdrant {
         Some(url) => {
@@ -192,8 +267,26 @@ async fn backends(mode: Mode, home: &Path, retry: heimdex_core::RetryPolicy) -> 
         .as_deref()
     {
         Some(url) if url.starts_with("s3://") => {
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
-                .with_url(url)
+            // `from_env` reads the process environment; the config file's AWS_* settings
+            // are applied on top (the process environment still wins, see `env`).
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+            for (key, name) in [
+                (AmazonS3ConfigKey::Endpoint, "AWS_ENDPOINT"),
+                (AmazonS3ConfigKey::Endpoint, "AWS_ENDPOINT_URL"),
+                (
+                    AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp),
+                    "AWS_ALLOW_HTTP",
+                ),
+                (AmazonS3ConfigKey::AccessKeyId, "AWS_ACCESS_KEY_ID"),
+                (AmazonS3ConfigKey::SecretAccessKey, "AWS_SECRET_ACCESS_KEY"),
+                (AmazonS3ConfigKey::Region, "AWS_REGION"),
+                (AmazonS3ConfigKey::Token, "AWS_SESSION_TOKEN"),
+            ] {
+                if let Some(v) = env(name) {
+                    builder = builder.with_config(key, v);
+                }
+            }
+            let s3 = builder
                 .build()
                 .with_context(|| format!("HEIMDEX_MEDIA_URL={url}"))?;
             let prefix = url
@@ -227,6 +320,86 @@ async fn backends(mode: Mode, home: &Path, retry: heimdex_core::RetryPolicy) -> 
         media_root,
         lock,
     })
+}
+
+/// The Postgres store: migrations through `HEIMDEX_DATABASE_ADMIN_URL` when set, data
+/// through the application role of `HEIMDEX_DATABASE_URL`.
+#[cfg(feature = "postgres")]
+async fn postgres_store(url: &str) -> Result<Arc<dyn Store>> {
+    use heimdex_server::store::{PostgresConfig, PostgresStore};
+    let mut cfg = PostgresConfig::new(url);
+    if let Some(admin) = env("HEIMDEX_DATABASE_ADMIN_URL") {
+        cfg = cfg.with_admin_url(admin);
+    }
+    if let Some(n) = env("HEIMDEX_DATABASE_MAX_CONNECTIONS") {
+        cfg.max_connections = n
+            .parse()
+            .context("HEIMDEX_DATABASE_MAX_CONNECTIONS: expected a number")?;
+    }
+    let store = PostgresStore::connect(&cfg)
+        .await
+        .context("connecting to Postgres (HEIMDEX_DATABASE_URL)")?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres_store(_url: &str) -> Result<Arc<dyn Store>> {
+    bail!(
+        "HEIMDEX_DATABASE_URL is set but this heimdex-server was built without feature `postgres`"
+    )
+}
+
+/// The Redis queue in namespace `HEIMDEX_REDIS_NAMESPACE` (default `heimdex`).
+#[cfg(feature = "redis")]
+async fn redis_queue(url: &str, retry: heimdex_core::RetryPolicy) -> Result<Arc<dyn Queue>> {
+    let namespace = env("HEIMDEX_REDIS_NAMESPACE").unwrap_or_else(|| "heimdex".into());
+    let queue = heimdex_server::queue::RedisQueue::connect(url, &namespace, retry)
+        .await
+        .context("connecting to Redis (HEIMDEX_REDIS_URL)")?;
+    Ok(Arc::new(queue))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_queue(_url: &str, _retry: heimdex_core::RetryPolicy) -> Result<Arc<dyn Queue>> {
+    bail!("HEIMDEX_REDIS_URL is set but this heimdex-server was built without feature `redis`")
+}
+
+/// An HS256 token for `tenant` as Supabase would issue it (audience from
+/// `HEIMDEX_JWT_AUDIENCE`, tenant in `app_metadata.tenant_id` and `sub`).
+fn token(tenant: &str, ttl: u64) -> Result<String> {
+    let Some(secret) = env("SUPABASE_JWT_SECRET") else {
+        bail!("set SUPABASE_JWT_SECRET (the server's HS256 secret) to sign a token");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut claims = serde_json::json!({
+        "sub": tenant,
+        "role": "authenticated",
+        "aud": env("HEIMDEX_JWT_AUDIENCE").unwrap_or_else(|| "authenticated".into()),
+        "iat": now,
+        "exp": now + ttl,
+        "app_metadata": {"tenant_id": tenant},
+    });
+    if let Some(iss) = env("HEIMDEX_JWT_ISSUER") {
+        claims["iss"] = serde_json::Value::String(iss);
+    }
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )?)
+}
+
+/// A numeric setting, `default` when unset.
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match env(name) {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v}: expected a number")),
+        None => Ok(default),
+    }
 }
 
 fn auth_config() -> Result<AuthConfig> {
@@ -263,11 +436,32 @@ async fn run(mode: Mode) -> Result<()> {
     } else {
         Some(auth_config()?)
     };
+    let defaults = EngineConfig::default();
     let cfg = EngineConfig {
         concurrency: workers.max(1),
-        ..EngineConfig::default()
+        // A job's lease: a killed worker's job is delivered again after it runs out.
+        visibility: Duration::from_secs(number(
+            "HEIMDEX_LEASE_SECS",
+            defaults.visibility.as_secs(),
+        )?),
+        retry: heimdex_core::RetryPolicy {
+            max_attempts: number("HEIMDEX_MAX_ATTEMPTS", defaults.retry.max_attempts)?,
+            base_backoff: Duration::from_millis(number(
+                "HEIMDEX_RETRY_BACKOFF_MS",
+                defaults.retry.base_backoff.as_millis() as u64,
+            )?),
+            max_backoff: Duration::from_millis(number(
+                "HEIMDEX_RETRY_MAX_BACKOFF_MS",
+                defaults.retry.max_backoff.as_millis() as u64,
+            )?),
+        },
+        ..defaults
     };
+    if cfg.visibility < Duration::from_secs(3) {
+        bail!("HEIMDEX_LEASE_SECS must be at least 3");
+    }
     let b = backends(mode, &home, cfg.retry).await?;
+    let redis_queue_in_use = env("HEIMDEX_REDIS_URL").is_some();
     tracing::info!(
         mode = ?mode,
         home = %home.display(),
@@ -314,6 +508,26 @@ async fn run(mode: Mode) -> Result<()> {
 
     let metrics = Arc::new(heimdex_server::api::metrics::Metrics::default());
     let mut tasks = tokio::task::JoinSet::new();
+    if !b.shared_index && mode != Mode::Api {
+        // The embedded index lives in memory and is written to disk on flush; flush it
+        // often, so a killed server loses little (and `prepare_tenant` restores the rest
+        // from the sidecars).
+        let engine = Arc::clone(&engine);
+        let every = Duration::from_secs(number("HEIMDEX_FLUSH_SECS", 5u64)?.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = engine.index().flush().await {
+                    tracing::warn!(error = %e, "flushing the index");
+                }
+            }
+        });
+    }
+    let tenants = Arc::new(Tenants::new(
+        Arc::clone(&engine),
+        !b.shared_index,
+        redis_queue_in_use,
+    ));
     if mode != Mode::Api {
         let engine = Arc::clone(&engine);
         let sink: Arc<dyn ProgressSink> = metrics.clone();
@@ -350,7 +564,36 @@ async fn run(mode: Mode) -> Result<()> {
                 })
                 .unwrap_or_default(),
         );
-        let app = router(state.clone());
+        let auth = Arc::clone(&state.auth);
+        let seen = Arc::clone(&tenants);
+        let app = router(state.clone()).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let auth = Arc::clone(&auth);
+                let seen = Arc::clone(&seen);
+                async move {
+                    if req.uri().path().starts_with("/v1/") {
+                        let header = req
+                            .headers()
+                            .get(axum::http::header::AUTHORIZATION)
+                            .and_then(|h| h.to_str().ok());
+                        if let Ok(tenant) = auth.tenant_of_header(header).await {
+                            seen.prepare(&tenant).await;
+                        }
+                    }
+                    next.run(req).await
+                }
+            },
+        ));
+        if redis_queue_in_use {
+            let seen = Arc::clone(&tenants);
+            let every = Duration::from_secs(number("HEIMDEX_RECONCILE_SECS", 300u64)?.max(1));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    seen.reconcile_all().await;
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
@@ -368,6 +611,90 @@ async fn run(mode: Mode) -> Result<()> {
         r??;
     }
     engine.index().flush().await?;
+    Ok(())
+}
+
+/// The tenants this process has served, each prepared once (see [`Tenants::prepare`]).
+struct Tenants {
+    engine: Arc<Engine>,
+    embedded_index: bool,
+    shared_queue: bool,
+    seen: tokio::sync::Mutex<
+        std::collections::HashMap<heimdex_core::TenantId, Arc<tokio::sync::OnceCell<()>>>,
+    >,
+}
+
+impl Tenants {
+    fn new(engine: Arc<Engine>, embedded_index: bool, shared_queue: bool) -> Self {
+        Self {
+            engine,
+            embedded_index,
+            shared_queue,
+            seen: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// The first time this process serves `tenant`: with the Redis queue, enqueue again
+    /// the tenant's unfinished jobs (a crash between writing a job and enqueueing it, or a
+    /// Redis that lost its data, leaves them only in the Store); with the embedded index,
+    /// restore from their sidecars the documents of indexed assets that a killed server had
+    /// not flushed. Concurrent first requests wait for it; a failure is logged and tried
+    /// again on the next request.
+    async fn prepare(&self, tenant: &heimdex_core::TenantId) {
+        let cell = Arc::clone(self.seen.lock().await.entry(tenant.clone()).or_default());
+        let r = cell
+            .get_or_try_init(|| async {
+                if self.shared_queue {
+                    let n = self.engine.reconcile(tenant).await?;
+                    tracing::info!(%tenant, jobs = n, "reconciled the queue with the store");
+                }
+                if self.embedded_index {
+                    // `check` and `repair` futures are not `Send` for every lifetime (the
+                    // compiler cannot prove it inside axum's middleware): run them on a
+                    // blocking thread of their own.
+                    let engine = Arc::clone(&self.engine);
+                    let tenant = tenant.clone();
+                    tokio::task::spawn_blocking(move || {
+                        tokio::runtime::Handle::current()
+                            .block_on(restore_documents(&engine, &tenant))
+                    })
+                    .await
+                    .map_err(|e| heimdex_server::engine::EngineError::Task(e.to_string()))??;
+                }
+                Ok::<(), heimdex_server::engine::EngineError>(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(%tenant, error = %e, "preparing tenant; will retry");
+        }
+    }
+
+    /// [`Engine::reconcile`] every tenant served so far.
+    async fn reconcile_all(&self) {
+        let tenants: Vec<_> = self.seen.lock().await.keys().cloned().collect();
+        for tenant in tenants {
+            if let Err(e) = self.engine.reconcile(&tenant).await {
+                tracing::warn!(%tenant, error = %e, "reconcile");
+            }
+        }
+    }
+}
+
+/// Restore from their sidecars the documents of `tenant`'s indexed assets that the embedded
+/// index lacks (a server killed before its flush). Nothing else `check` finds is touched.
+async fn restore_documents(
+    engine: &Engine,
+    tenant: &heimdex_core::TenantId,
+) -> Result<(), heimdex_server::engine::EngineError> {
+    let found = engine.check(tenant, None).await?;
+    if !found.missing_documents.is_empty() {
+        let only_documents = heimdex_server::engine::CheckReport {
+            missing_documents: found.missing_documents,
+            ..Default::default()
+        };
+        let r = engine.repair(tenant, &only_documents).await?;
+        tracing::info!(%tenant, assets = r.documents_restored, "restored index documents from sidecars");
+    }
     Ok(())
 }
 
