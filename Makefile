@@ -96,3 +96,47 @@ bench: samples models
 
 clean-demo:
 	rm -rf $(DEMO_HOME)
+
+## The reference server (docs/operations.md). `up` runs deploy/docker-compose.yml when a
+## Docker engine answers, else the native stack (scripts/native-stack.sh: the local Postgres
+## and Redis, moto for S3, `heimdex-server all`; logs under .heimdex-native/logs). The other
+## targets talk to whichever stack runs.
+NATIVE := scripts/native-stack.sh
+COMPOSE := docker compose -f deploy/docker-compose.yml --env-file $(or $(wildcard deploy/.env),deploy/.env.example)
+NATIVE_RUNNING = test -f $(or $(HEIMDEX_NATIVE_DIR),$(CURDIR)/.heimdex-native)/server.pid
+.PHONY: up up-native down logs health reset test-job check-job test-job-fail token
+
+up:
+	@if docker info >/dev/null 2>&1; then $(COMPOSE) up -d --build --wait; \
+	else echo "no Docker engine answers (docker info): starting the native stack"; $(NATIVE) up; fi
+
+up-native:
+	@$(NATIVE) up
+
+down:
+	@if $(NATIVE_RUNNING) || ! docker info >/dev/null 2>&1; then $(NATIVE) down; else $(COMPOSE) down; fi
+
+logs:
+	@if $(NATIVE_RUNNING) || ! docker info >/dev/null 2>&1; then $(NATIVE) logs; else $(COMPOSE) logs --tail 100; fi
+
+reset:
+	@if $(NATIVE_RUNNING) || ! docker info >/dev/null 2>&1; then $(NATIVE) reset; else $(COMPOSE) down -v; fi
+
+health:
+	@$(NATIVE) health
+
+## Register the samples folder as a source (tenant $$HEIMDEX_TENANT, default demo) and sync it.
+test-job:
+	@$(NATIVE) test-job
+
+## Poll the jobs until none is pending or processing; print them and search "bikes".
+check-job:
+	@$(NATIVE) check-job
+
+## Restart with HEIMDEX_DEV_FAIL_STAGE=analysis and watch a job fail, back off, retry, fail.
+test-job-fail:
+	@$(NATIVE) test-job-fail
+
+## A bearer token: make token HEIMDEX_TENANT=acme
+token:
+	@$(NATIVE) token
