@@ -74,13 +74,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use heimdex_core::model::{
-    Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Person, Segment, SegmentKind,
-    SidecarRef, Source, SourceId, TenantId,
+    Asset, AssetId, AssetState, Job, JobId, Person, Segment, Source, SourceId, TenantId,
 };
 use heimdex_core::store::{AssetQuery, JobQuery, PersonsUpdate, Store, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
+use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
+
+use super::rows::{
+    StoredRow, asset_from_row, col, counts_by_state, job_from_row, job_state_columns, limit,
+    persons_from_rows, segment_from_row, source_from_row, to_i64,
+};
 
 /// The store's migrations, embedded at compile time.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -96,8 +100,6 @@ pub const TENANT_TABLES: [&str; 5] = ["sources", "assets", "jobs", "segments", "
 
 /// Backend name used in [`StoreError`].
 const STORE: &str = "postgres";
-/// Page size when a query gives none.
-const DEFAULT_LIMIT: u32 = 1000;
 /// Attempts of [`Store::update_persons`] when its transaction loses a serialization race.
 const PERSONS_ATTEMPTS: usize = 5;
 /// First key of the two-key advisory lock of [`Store::update_persons`] ("HDXP"); the second
@@ -320,9 +322,9 @@ impl PostgresStore {
         .map_err(db)?;
         let role: String = col(&row, "role")?;
         let list = |name: &str| -> Result<String, StoreError> {
-            Ok(col::<Vec<String>>(&row, name)?.join(", "))
+            Ok(col::<Vec<String>, _>(&row, name)?.join(", "))
         };
-        let problem = if col::<bool>(&row, "bypasses")? {
+        let problem = if col::<bool, _>(&row, "bypasses")? {
             format!(
                 "role {role} is a superuser or can act with BYPASSRLS; connect as a member of \
                  {APP_ROLE} that is not"
@@ -423,159 +425,20 @@ impl From<StoreError> for Attempt {
     }
 }
 
-// ---- row <-> model conversion -------------------------------------------------------------
+// ---- row <-> model conversion (shared in `rows`) -----------------------------------------
 
-/// Read column `name` of `row`, mapping decode failures to [`StoreError::Corrupt`].
-fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
-{
-    row.try_get(name)
-        .map_err(|e| StoreError::Corrupt(format!("column `{name}`: {e}")))
-}
-
-fn u32_col(row: &PgRow, name: &str) -> Result<u32, StoreError> {
-    let v: i64 = col(row, name)?;
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("column `{name}`: {v} out of range")))
-}
-
-fn to_i64(what: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| PgError::Value(format!("{what} {v} exceeds i64")).into())
-}
-
-fn limit(limit: Option<u32>) -> i64 {
-    i64::from(limit.unwrap_or(DEFAULT_LIMIT))
-}
-
-fn source_from_row(row: &PgRow) -> Result<Source, StoreError> {
-    Ok(Source {
-        tenant: TenantId::new(col::<String>(row, "tenant")?),
-        id: SourceId::new(col::<String>(row, "id")?),
-        kind: col(row, "kind")?,
-        uri: col(row, "uri")?,
-        cursor: col(row, "cursor")?,
-    })
-}
-
-fn asset_from_row(row: &PgRow) -> Result<Asset, StoreError> {
-    let state: String = col(row, "state")?;
-    let state = AssetState::parse(&state)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown asset state `{state}`")))?;
-    let size: i64 = col(row, "size")?;
-    let size =
-        u64::try_from(size).map_err(|_| StoreError::Corrupt(format!("asset size {size}")))?;
-    let location: Option<String> = col(row, "sidecar_location")?;
-    let sidecar = match location {
-        None => None,
-        Some(location) => {
-            let schema_version: Option<i64> = col(row, "sidecar_schema_version")?;
-            let asset_version: Option<String> = col(row, "sidecar_asset_version")?;
-            match (schema_version, asset_version) {
-                (Some(v), Some(asset_version)) => Some(SidecarRef {
-                    location,
-                    schema_version: u32::try_from(v)
-                        .map_err(|_| StoreError::Corrupt(format!("sidecar schema version {v}")))?,
-                    asset_version,
-                }),
-                _ => return Err(StoreError::Corrupt("incomplete sidecar reference".into())),
-            }
-        }
-    };
-    Ok(Asset {
-        tenant: TenantId::new(col::<String>(row, "tenant")?),
-        id: AssetId::new(col::<String>(row, "id")?),
-        source: SourceId::new(col::<String>(row, "source")?),
-        key: col(row, "object_key")?,
-        version: col(row, "version")?,
-        size,
-        state,
-        sidecar,
-        duration_s: col(row, "duration_s")?,
-        updated_ms: col(row, "updated_ms")?,
-    })
-}
-
-/// The flat columns of a [`JobState`]: (name, stage, percent, reason).
-fn job_state_columns(state: &JobState) -> (&'static str, Option<&str>, Option<f32>, Option<&str>) {
-    match state {
-        JobState::Pending => ("pending", None, None, None),
-        JobState::Processing { stage, percent } => {
-            ("processing", Some(stage.as_str()), Some(*percent), None)
-        }
-        JobState::Completed => ("completed", None, None, None),
-        JobState::Failed { reason } => ("failed", None, None, Some(reason.as_str())),
+impl StoredRow for PgRow {
+    fn percent(&self) -> Result<Option<f32>, StoreError> {
+        col(self, "percent")
     }
-}
 
-fn job_state_from_row(row: &PgRow) -> Result<JobState, StoreError> {
-    let name: String = col(row, "state")?;
-    Ok(match name.as_str() {
-        "pending" => JobState::Pending,
-        "processing" => {
-            let stage: Option<String> = col(row, "stage")?;
-            let percent: Option<f32> = col(row, "percent")?;
-            JobState::Processing {
-                stage: stage
-                    .ok_or_else(|| StoreError::Corrupt("processing job without stage".into()))?,
-                percent: percent
-                    .ok_or_else(|| StoreError::Corrupt("processing job without percent".into()))?,
-            }
-        }
-        "completed" => JobState::Completed,
-        "failed" => {
-            let reason: Option<String> = col(row, "reason")?;
-            JobState::Failed {
-                reason: reason
-                    .ok_or_else(|| StoreError::Corrupt("failed job without reason".into()))?,
-            }
-        }
-        other => return Err(StoreError::Corrupt(format!("unknown job state `{other}`"))),
-    })
-}
+    fn tags(&self) -> Result<Vec<String>, StoreError> {
+        col(self, "tags")
+    }
 
-fn job_from_row(row: &PgRow) -> Result<Job, StoreError> {
-    let kind: String = col(row, "kind")?;
-    Ok(Job {
-        tenant: TenantId::new(col::<String>(row, "tenant")?),
-        id: JobId::new(col::<String>(row, "id")?),
-        kind: JobKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown job kind `{kind}`")))?,
-        asset: AssetId::new(col::<String>(row, "asset")?),
-        asset_version: col(row, "asset_version")?,
-        state: job_state_from_row(row)?,
-        attempts: u32_col(row, "attempts")?,
-        last_error: col(row, "last_error")?,
-        created_ms: col(row, "created_ms")?,
-        updated_ms: col(row, "updated_ms")?,
-    })
-}
-
-fn segment_kind(name: &str) -> Result<SegmentKind, StoreError> {
-    Ok(match name {
-        "asset" => SegmentKind::Asset,
-        "shot" => SegmentKind::Shot,
-        "transcript" => SegmentKind::Transcript,
-        "ocr" => SegmentKind::Ocr,
-        "custom" => SegmentKind::Custom,
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "unknown segment kind `{other}`"
-            )));
-        }
-    })
-}
-
-fn segment_from_row(row: &PgRow) -> Result<Segment, StoreError> {
-    let kind: String = col(row, "kind")?;
-    Ok(Segment {
-        id: col(row, "id")?,
-        kind: segment_kind(&kind)?,
-        start_s: col(row, "start_s")?,
-        end_s: col(row, "end_s")?,
-        text: col(row, "content")?,
-        thumbnail: col(row, "thumbnail")?,
-        tags: col(row, "tags")?,
-    })
+    fn centroid(&self) -> Result<Vec<f32>, StoreError> {
+        col(self, "centroid")
+    }
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
@@ -585,23 +448,6 @@ fn select_persons(tenant: &TenantId) -> PgQuery<'_> {
         "SELECT id, name, centroid, faces, updated_ms FROM persons WHERE tenant = $1 ORDER BY id",
     )
     .bind(tenant.as_str())
-}
-
-fn persons_from_rows(tenant: &TenantId, rows: &[PgRow]) -> Result<Vec<Person>, StoreError> {
-    rows.iter()
-        .map(|row| {
-            let faces: i64 = col(row, "faces")?;
-            Ok(Person {
-                tenant: tenant.clone(),
-                id: col(row, "id")?,
-                name: col(row, "name")?,
-                centroid: col(row, "centroid")?,
-                faces: u64::try_from(faces)
-                    .map_err(|_| StoreError::Corrupt(format!("person faces {faces}")))?,
-                updated_ms: col(row, "updated_ms")?,
-            })
-        })
-        .collect()
 }
 
 fn person_upsert(person: &Person) -> Result<PgQuery<'_>, StoreError> {
@@ -620,21 +466,6 @@ fn person_upsert(person: &Person) -> Result<PgQuery<'_>, StoreError> {
     .bind(&person.centroid)
     .bind(faces)
     .bind(person.updated_ms))
-}
-
-/// `(state, n)` rows as a map that also lists the known states with no rows as 0.
-fn counts_by_state<const N: usize>(
-    rows: &[PgRow],
-    known: [&str; N],
-) -> Result<BTreeMap<String, u64>, StoreError> {
-    let mut map: BTreeMap<String, u64> = known.iter().map(|s| ((*s).to_owned(), 0)).collect();
-    for row in rows {
-        let state: String = col(row, "state")?;
-        let n: i64 = col(row, "n")?;
-        let n = u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))?;
-        map.insert(state, n);
-    }
-    Ok(map)
 }
 
 // ---- the Store ------------------------------------------------------------------------------
@@ -692,7 +523,7 @@ impl Store for PostgresStore {
 
     async fn upsert_asset(&self, asset: &Asset) -> Result<(), StoreError> {
         let sidecar = asset.sidecar.as_ref();
-        let size = to_i64("asset size", asset.size)?;
+        let size = to_i64("asset size", asset.size, PgError::Value)?;
         let mut tx = self.begin(&asset.tenant).await?;
         sqlx::query(
             "INSERT INTO assets (tenant, id, source, object_key, version, size, state,
@@ -795,7 +626,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        let (state, stage, percent, reason) = job_state_columns(&job.state);
+        let (state, stage, percent, reason) = job_state_columns::<f32>(&job.state);
         let mut tx = self.begin(&job.tenant).await?;
         sqlx::query(
             "INSERT INTO jobs (tenant, id, kind, asset, asset_version, state, stage, percent,
@@ -834,7 +665,7 @@ impl Store for PostgresStore {
     }
 
     async fn update_job(&self, job: &Job) -> Result<(), StoreError> {
-        let (state, stage, percent, reason) = job_state_columns(&job.state);
+        let (state, stage, percent, reason) = job_state_columns::<f32>(&job.state);
         // The row lock (FOR UPDATE) holds off every other writer of this job from the read
         // to the commit, so the transition is checked against the state it replaces; where
         // SQLite re-reads and retries a conditional write, Postgres waits for the lock.

@@ -19,23 +19,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use heimdex_core::model::{
-    Asset, AssetId, AssetState, Job, JobId, JobKind, JobState, Person, Segment, SegmentKind,
-    SidecarRef, Source, SourceId, TenantId,
+    Asset, AssetId, AssetState, Job, JobId, Person, Segment, Source, SourceId, TenantId,
 };
 use heimdex_core::store::{AssetQuery, JobQuery, PersonsUpdate, Store, StoreError};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Connection};
+
+use super::rows::{
+    Columns, StoredRow, asset_from_row, counts_by_state, job_from_row, job_state_columns, limit,
+    persons_from_rows, segment_from_row, source_from_row, to_i64,
+};
 
 /// The store's migrations, embedded at compile time.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Backend name used in [`StoreError::Backend`].
 const STORE: &str = "sqlite";
-/// Page size when a query gives none.
-const DEFAULT_LIMIT: u32 = 1000;
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections of a file-backed pool: one. SQLite has one writer at a time anyway, and with
@@ -217,167 +219,23 @@ async fn lock_file(path: &Path) -> Result<std::fs::File, StoreError> {
     .map_err(|e| SqliteError::Value(format!("migration lock task: {e}")))?
 }
 
-// ---- row <-> model conversion -------------------------------------------------------------
+// ---- row <-> model conversion (shared in `rows`) -----------------------------------------
 
-/// Read column `col` of `row`, mapping decode failures to [`StoreError::Corrupt`].
-fn col<'r, T>(row: &'r SqliteRow, col: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(col)
-        .map_err(|e| StoreError::Corrupt(format!("column `{col}`: {e}")))
-}
-
-fn u32_col(row: &SqliteRow, name: &str) -> Result<u32, StoreError> {
-    let v: i64 = col(row, name)?;
-    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("column `{name}`: {v} out of range")))
-}
-
-fn to_i64(what: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| SqliteError::Value(format!("{what} {v} exceeds i64")).into())
-}
-
-fn source_from_row(row: &SqliteRow) -> Result<Source, StoreError> {
-    Ok(Source {
-        tenant: TenantId::new(col::<String>(row, "tenant")?),
-        id: SourceId::new(col::<String>(row, "id")?),
-        kind: col(row, "kind")?,
-        uri: col(row, "uri")?,
-        cursor: col(row, "cursor")?,
-    })
-}
-
-fn asset_from_row(row: &SqliteRow) -> Result<Asset, StoreError> {
-    let state: String = col(row, "state")?;
-    let state = AssetState::parse(&state)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown asset state `{state}`")))?;
-    let size: i64 = col(row, "size")?;
-    let size =
-        u64::try_from(size).map_err(|_| StoreError::Corrupt(format!("asset size {size}")))?;
-    let location: Option<String> = col(row, "sidecar_location")?;
-    let sidecar = match location {
-        None => None,
-        Some(location) => {
-            let schema_version: Option<i64> = col(row, "sidecar_schema_version")?;
-            let asset_version: Option<String> = col(row, "sidecar_asset_version")?;
-            match (schema_version, asset_version) {
-                (Some(v), Some(asset_version)) => Some(SidecarRef {
-                    location,
-                    schema_version: u32::try_from(v)
-                        .map_err(|_| StoreError::Corrupt(format!("sidecar schema version {v}")))?,
-                    asset_version,
-                }),
-                _ => return Err(StoreError::Corrupt("incomplete sidecar reference".into())),
-            }
-        }
-    };
-    Ok(Asset {
-        tenant: TenantId::new(col::<String>(row, "tenant")?),
-        id: AssetId::new(col::<String>(row, "id")?),
-        source: SourceId::new(col::<String>(row, "source")?),
-        key: col(row, "object_key")?,
-        version: col(row, "version")?,
-        size,
-        state,
-        sidecar,
-        duration_s: col(row, "duration_s")?,
-        updated_ms: col(row, "updated_ms")?,
-    })
-}
-
-/// The flat columns of a [`JobState`]: (name, stage, percent, reason).
-fn job_state_columns(state: &JobState) -> (&'static str, Option<&str>, Option<f64>, Option<&str>) {
-    match state {
-        JobState::Pending => ("pending", None, None, None),
-        JobState::Processing { stage, percent } => (
-            "processing",
-            Some(stage.as_str()),
-            Some(f64::from(*percent)),
-            None,
-        ),
-        JobState::Completed => ("completed", None, None, None),
-        JobState::Failed { reason } => ("failed", None, None, Some(reason.as_str())),
+impl StoredRow for SqliteRow {
+    fn percent(&self) -> Result<Option<f32>, StoreError> {
+        // Stored from an f32, so the narrowing is exact.
+        Ok(self.opt_real("percent")?.map(|p| p as f32))
     }
-}
 
-fn job_state_from_row(row: &SqliteRow) -> Result<JobState, StoreError> {
-    let name: String = col(row, "state")?;
-    Ok(match name.as_str() {
-        "pending" => JobState::Pending,
-        "processing" => {
-            let stage: Option<String> = col(row, "stage")?;
-            let percent: Option<f64> = col(row, "percent")?;
-            JobState::Processing {
-                stage: stage
-                    .ok_or_else(|| StoreError::Corrupt("processing job without stage".into()))?,
-                // Stored from an f32, so the narrowing is exact.
-                percent: percent
-                    .ok_or_else(|| StoreError::Corrupt("processing job without percent".into()))?
-                    as f32,
-            }
-        }
-        "completed" => JobState::Completed,
-        "failed" => {
-            let reason: Option<String> = col(row, "reason")?;
-            JobState::Failed {
-                reason: reason
-                    .ok_or_else(|| StoreError::Corrupt("failed job without reason".into()))?,
-            }
-        }
-        other => return Err(StoreError::Corrupt(format!("unknown job state `{other}`"))),
-    })
-}
+    fn tags(&self) -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(&self.text("tags")?)
+            .map_err(|e| StoreError::Corrupt(format!("segment tags: {e}")))
+    }
 
-fn job_from_row(row: &SqliteRow) -> Result<Job, StoreError> {
-    let kind: String = col(row, "kind")?;
-    Ok(Job {
-        tenant: TenantId::new(col::<String>(row, "tenant")?),
-        id: JobId::new(col::<String>(row, "id")?),
-        kind: JobKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown job kind `{kind}`")))?,
-        asset: AssetId::new(col::<String>(row, "asset")?),
-        asset_version: col(row, "asset_version")?,
-        state: job_state_from_row(row)?,
-        attempts: u32_col(row, "attempts")?,
-        last_error: col(row, "last_error")?,
-        created_ms: col(row, "created_ms")?,
-        updated_ms: col(row, "updated_ms")?,
-    })
-}
-
-fn segment_kind(name: &str) -> Result<SegmentKind, StoreError> {
-    Ok(match name {
-        "asset" => SegmentKind::Asset,
-        "shot" => SegmentKind::Shot,
-        "transcript" => SegmentKind::Transcript,
-        "ocr" => SegmentKind::Ocr,
-        "custom" => SegmentKind::Custom,
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "unknown segment kind `{other}`"
-            )));
-        }
-    })
-}
-
-fn segment_from_row(row: &SqliteRow) -> Result<Segment, StoreError> {
-    let kind: String = col(row, "kind")?;
-    let tags: String = col(row, "tags")?;
-    let tags: Vec<String> = serde_json::from_str(&tags)
-        .map_err(|e| StoreError::Corrupt(format!("segment tags: {e}")))?;
-    Ok(Segment {
-        id: col(row, "id")?,
-        kind: segment_kind(&kind)?,
-        start_s: col(row, "start_s")?,
-        end_s: col(row, "end_s")?,
-        text: col(row, "content")?,
-        thumbnail: col(row, "thumbnail")?,
-        tags,
-    })
-}
-
-fn limit(limit: Option<u32>) -> i64 {
-    i64::from(limit.unwrap_or(DEFAULT_LIMIT))
+    fn centroid(&self) -> Result<Vec<f32>, StoreError> {
+        serde_json::from_str(&self.text("centroid")?)
+            .map_err(|e| StoreError::Corrupt(format!("person centroid: {e}")))
+    }
 }
 
 // ---- the Store ------------------------------------------------------------------------------
@@ -448,7 +306,7 @@ impl Store for SqliteStore {
         .bind(asset.source.as_str())
         .bind(&asset.key)
         .bind(&asset.version)
-        .bind(to_i64("asset size", asset.size)?)
+        .bind(to_i64("asset size", asset.size, SqliteError::Value)?)
         .bind(asset.state.as_str())
         .bind(sidecar.map(|s| s.location.as_str()))
         .bind(sidecar.map(|s| i64::from(s.schema_version)))
@@ -528,7 +386,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        let (state, stage, percent, reason) = job_state_columns(&job.state);
+        let (state, stage, percent, reason) = job_state_columns::<f64>(&job.state);
         sqlx::query(
             "INSERT INTO jobs (tenant, id, kind, asset, asset_version, state, stage, percent,
                  reason, attempts, last_error, created_ms, updated_ms)
@@ -564,7 +422,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_job(&self, job: &Job) -> Result<(), StoreError> {
-        let (state, stage, percent, reason) = job_state_columns(&job.state);
+        let (state, stage, percent, reason) = job_state_columns::<f64>(&job.state);
         // Optimistic concurrency: legality depends only on the current state's name, so the
         // write is conditional on that name; if another writer changed it in between, re-read.
         for _ in 0..UPDATE_RETRIES {
@@ -749,7 +607,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// `(state, n)` rows as a map that also lists the known states with no rows as 0.
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
 fn select_persons(tenant: &TenantId) -> SqliteQuery<'_> {
@@ -757,25 +614,6 @@ fn select_persons(tenant: &TenantId) -> SqliteQuery<'_> {
         "SELECT id, name, centroid, faces, updated_ms FROM persons WHERE tenant = ?1 ORDER BY id",
     )
     .bind(tenant.as_str())
-}
-
-fn persons_from_rows(tenant: &TenantId, rows: &[SqliteRow]) -> Result<Vec<Person>, StoreError> {
-    rows.iter()
-        .map(|row| {
-            let centroid: String = col(row, "centroid")?;
-            let faces: i64 = col(row, "faces")?;
-            Ok(Person {
-                tenant: tenant.clone(),
-                id: col(row, "id")?,
-                name: col(row, "name")?,
-                centroid: serde_json::from_str(&centroid)
-                    .map_err(|e| StoreError::Corrupt(format!("person centroid: {e}")))?,
-                faces: u64::try_from(faces)
-                    .map_err(|_| StoreError::Corrupt(format!("person faces {faces}")))?,
-                updated_ms: col(row, "updated_ms")?,
-            })
-        })
-        .collect()
 }
 
 fn person_upsert(person: &Person) -> Result<SqliteQuery<'_>, StoreError> {
@@ -796,18 +634,4 @@ fn person_upsert(person: &Person) -> Result<SqliteQuery<'_>, StoreError> {
     .bind(centroid)
     .bind(faces)
     .bind(person.updated_ms))
-}
-
-fn counts_by_state<const N: usize>(
-    rows: &[SqliteRow],
-    known: [&str; N],
-) -> Result<BTreeMap<String, u64>, StoreError> {
-    let mut map: BTreeMap<String, u64> = known.iter().map(|s| ((*s).to_owned(), 0)).collect();
-    for row in rows {
-        let state: String = col(row, "state")?;
-        let n: i64 = col(row, "n")?;
-        let n = u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("count {n}")))?;
-        map.insert(state, n);
-    }
-    Ok(map)
 }
