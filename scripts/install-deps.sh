@@ -18,6 +18,12 @@ else
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# An S3-compatible server for the native stack and its tests (scripts/native-stack.sh,
+# heimdex-server/tests/server_native.rs).
+if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server' 2>/dev/null; then
+  echo "deps: installing moto[server] (S3 for the native stack)"
+  python3 -m pip install -q 'moto[server]'
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "deps: cargo-nextest not found; tests will run with cargo test"
 fi
