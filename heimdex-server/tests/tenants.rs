@@ -9,10 +9,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use common::*;
+use heimdex_core::SearchRequest;
 use heimdex_core::model::{JobId, Person, TenantId};
 use heimdex_core::queue::QueueMessage;
 use heimdex_core::store::JobQuery;
-use heimdex_core::SearchRequest;
 use heimdex_server::engine::{Engine, EngineConfig, SilentProgress};
 use heimdex_server::queue::LocalQueue;
 use heimdex_server::store::SqliteStore;
