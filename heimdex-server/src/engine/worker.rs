@@ -430,27 +430,42 @@ impl Engine {
             percent: 0.0,
         }));
         let work = self.index_asset(&asset, Arc::clone(&live), sink);
-        tokio::pin!(work);
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let mut last_lease = Instant::now();
-        let mut last_saved = (String::from("probe"), 0.0f32);
-        let result = loop {
-            tokio::select! {
-                r = &mut work => break r,
-                _ = tick.tick() => {
-                    if last_lease.elapsed() >= self.cfg.visibility / 3 {
-                        self.queue.extend(delivery, self.cfg.visibility).await?;
-                        last_lease = Instant::now();
-                    }
-                    let now = live.lock().map(|l| l.clone()).ok();
-                    if let Some(l) = now
-                        && (l.stage != last_saved.0 || l.percent - last_saved.1 >= 5.0)
-                    {
-                        last_saved = (l.stage.clone(), l.percent);
-                        let state = JobState::Processing { stage: l.stage, percent: l.percent };
-                        self.set_job(&mut job, state).await?;
-                    }
+        // Lease extension and progress run as a second future polled together with the job
+        // (not in a select! arm, whose body would run while the job is not polled): the job
+        // may hold the store's one SQLite connection across an await, and a progress write
+        // waiting for it must not stop the job from finishing with it.
+        let heartbeat = async {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut last_lease = Instant::now();
+            let mut last_saved = (String::from("probe"), 0.0f32);
+            loop {
+                tick.tick().await;
+                if last_lease.elapsed() >= self.cfg.visibility / 3 {
+                    self.queue.extend(delivery, self.cfg.visibility).await?;
+                    last_lease = Instant::now();
                 }
+                let now = live.lock().map(|l| l.clone()).ok();
+                if let Some(l) = now
+                    && (l.stage != last_saved.0 || l.percent - last_saved.1 >= 5.0)
+                {
+                    last_saved = (l.stage.clone(), l.percent);
+                    let state = JobState::Processing {
+                        stage: l.stage,
+                        percent: l.percent,
+                    };
+                    self.set_job(&mut job, state).await?;
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), EngineError>(())
+        };
+        let result = tokio::select! {
+            r = work => r,
+            beat = heartbeat => {
+                // The heartbeat only ends by failing (a lost lease, the store): the job's
+                // outcome can no longer be recorded, so the delivery is left to expire.
+                beat?;
+                unreachable!("the heartbeat loop only ends with an error")
             }
         };
 
