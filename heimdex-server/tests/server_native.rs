@@ -6,13 +6,15 @@
 //! a role that may create databases and roles), Redis at `HEIMDEX_TEST_REDIS_URL` (default
 //! `redis://127.0.0.1:6379`), `moto_server` (`pip install 'moto[server]'`, which `make deps`
 //! does) and the samples (`HEIMDEX_SAMPLES`). Each missing piece fails the test, saying so.
+//! The Redis restart test runs a `redis-server` of its own (the binary on `PATH`) and
+//! restarts it; the Postgres test terminates the connections to its own test database.
 #![cfg(all(feature = "server", feature = "postgres", feature = "redis"))]
 
 mod common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
@@ -189,12 +191,19 @@ struct Stack {
 
 impl Stack {
     async fn new(env: &[(&str, &str)]) -> Self {
+        Self::with_redis(env, None).await
+    }
+
+    /// The stack on the Redis at `redis` (a [`PrivateRedis`]), else on the shared one.
+    async fn with_redis(env: &[(&str, &str)], redis: Option<String>) -> Self {
         common::samples();
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Db::create();
         let s3 = S3::start(&dir.path().join("s3.log")).await;
-        let redis = std::env::var("HEIMDEX_TEST_REDIS_URL")
-            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let redis = redis.unwrap_or_else(|| {
+            std::env::var("HEIMDEX_TEST_REDIS_URL")
+                .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+        });
         let mut stack = Self {
             dir,
             db,
@@ -277,6 +286,61 @@ impl Stack {
                 self.tail()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Panic, with the log, when the server has exited.
+    fn assert_running(&mut self) {
+        if let Some(Ok(Some(status))) = self.server.as_mut().map(Child::try_wait) {
+            panic!("heimdex-server exited ({status}):\n{}", self.tail());
+        }
+    }
+
+    /// Like [`Stack::jobs`], `None` on an error status (a backend the test broke).
+    async fn try_jobs(&self, tenant: &str) -> Option<Vec<Value>> {
+        let r = self.call(tenant, "GET", "/v1/jobs?limit=1000", None).await;
+        (r.status == 200)
+            .then(|| r.json().as_array().cloned())
+            .flatten()
+    }
+
+    /// Wait until a job of `tenant` is processing: true, or false once every job settled.
+    /// Error statuses on the way are tolerated (the test is breaking a backend); the server
+    /// exiting, or no answer for a minute, is not.
+    async fn wait_processing(&mut self, tenant: &str) -> bool {
+        let t = Instant::now();
+        loop {
+            self.assert_running();
+            if let Some(jobs) = self.try_jobs(tenant).await {
+                if jobs.iter().any(|j| j["state"] == "processing") {
+                    return true;
+                }
+                if jobs
+                    .iter()
+                    .all(|j| j["state"] == "completed" || j["state"] == "failed")
+                {
+                    return false;
+                }
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "no job processing and not all settled in 60 s:\n{}",
+                self.tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM the server and wait for it to exit (it flushes its index on the way out).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let ok = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -TERM heimdex-server");
+            let status = child.wait().expect("wait");
+            assert!(status.success(), "heimdex-server stopped with {status}");
         }
     }
 
@@ -748,4 +812,282 @@ async fn sigkill_mid_job_loses_nothing() {
         "{kills} kills, {} starts, {files} jobs completed",
         stack.starts
     );
+}
+
+/// A `redis-server` of the test's own on a free port, without persistence (no RDB, no AOF):
+/// killing it loses every message. Never the shared Redis, which other tests use.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Start it (again: on the same port, empty) and wait until it answers PING.
+    fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (is it on PATH?): {e}"));
+        self.child = Some(child);
+        let t = Instant::now();
+        loop {
+            let ok = redis::Client::open(self.url())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ok.is_ok() {
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "private redis-server on port {} did not come up: {ok:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, as a crash: no save, every message lost.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Settings of the resilience tests: no ML, short leases (a job whose lease the outage
+/// broke is delivered again quickly), many attempts (every outage may cost the jobs in
+/// flight one), fast retries, and a reconcile every 2 s (it enqueues again what Redis lost).
+const RESILIENCE_ENV: &[(&str, &str)] = &[
+    ("HEIMDEX_NO_ML", "1"),
+    ("HEIMDEX_WORKERS", "2"),
+    ("HEIMDEX_LEASE_SECS", "3"),
+    ("HEIMDEX_MAX_ATTEMPTS", "30"),
+    ("HEIMDEX_RETRY_BACKOFF_MS", "100"),
+    ("HEIMDEX_RETRY_MAX_BACKOFF_MS", "1000"),
+    ("HEIMDEX_RECONCILE_SECS", "2"),
+    ("HEIMDEX_FLUSH_SECS", "1"),
+];
+
+/// `copies` copies of each of three samples, named `{copy}_{sample}`; the folder and the
+/// number of files.
+fn copies(stack: &Stack, name: &str, copies: usize) -> (PathBuf, usize) {
+    let folder = stack.dir.path().join(name);
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let samples = common::samples();
+    let mut files = 0;
+    for copy in 0..copies {
+        for n in ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"] {
+            std::fs::copy(samples.join(n), folder.join(format!("{copy}_{n}"))).expect("copy");
+            files += 1;
+        }
+    }
+    (folder, files)
+}
+
+/// After the faults: every one of `files` jobs completed once, every asset indexed and
+/// searchable, each moment once, and the copies of one sample with the same moments (what
+/// a clean run gives: nothing lost, nothing written twice).
+async fn assert_indexed_once(stack: &mut Stack, files: usize, what: &str) {
+    // The first answers after a fault may still be errors; they must go away.
+    let t = Instant::now();
+    while stack.try_jobs("acme").await.is_none() {
+        stack.assert_running();
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "GET /v1/jobs still fails 30 s {what}:\n{}",
+            stack.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let jobs = stack.settle("acme", Duration::from_secs(300)).await;
+    stack.assert_running();
+    assert_eq!(jobs.len(), files, "one job per file {what}: {jobs:#?}");
+    let mut assets = std::collections::BTreeSet::new();
+    let attempts: u64 = jobs.iter().filter_map(|j| j["attempts"].as_u64()).sum();
+    for j in &jobs {
+        assert_eq!(j["state"], "completed", "{what}: {j}");
+        assert!(
+            assets.insert(j["asset"].to_string()),
+            "two jobs for one asset: {j}"
+        );
+    }
+    let listed = stack
+        .call("acme", "GET", "/v1/assets?limit=1000", None)
+        .await
+        .ok(200);
+    let listed = listed.as_array().expect("assets");
+    assert_eq!(listed.len(), files);
+    assert!(
+        listed.iter().all(|a| a["state"] == "indexed"),
+        "{what}: {listed:#?}"
+    );
+    let mut per_sample = std::collections::BTreeMap::<String, Vec<(String, String, usize)>>::new();
+    for a in listed {
+        let id = a["id"].as_str().expect("id");
+        let key = a["key"].as_str().expect("key").to_owned();
+        let found = stack
+            .call(
+                "acme",
+                "POST",
+                "/v1/search",
+                Some(json!({"query": "mp4", "limit": 100, "filters": {"assets": [id]}})),
+            )
+            .await
+            .ok(200);
+        let moments = found["moments"].as_array().expect("moments");
+        assert!(!moments.is_empty(), "{key} not searchable {what}");
+        let mut seen = std::collections::BTreeSet::new();
+        for m in moments {
+            let span = (m["start_s"].to_string(), m["end_s"].to_string());
+            assert!(seen.insert(span), "{key}: duplicate moment {what}: {m}");
+        }
+        let sample = key
+            .split_once('_')
+            .map_or(key.clone(), |(_, s)| s.to_owned());
+        per_sample
+            .entry(sample)
+            .or_default()
+            .push((id.to_owned(), key, moments.len()));
+    }
+    let log = std::fs::read_to_string(stack.log()).unwrap_or_default();
+    let survived = log.matches("worker: backend error; retrying").count();
+
+    // The documents in the index, counted per asset once the server stopped (and flushed):
+    // the copies of one sample, some hit by the faults and some not, have as many documents
+    // and moments as each other.
+    stack.stop();
+    let index = heimdex_index::EmbeddedIndex::open(stack.home().join("index")).expect("index");
+    let documents: std::collections::BTreeMap<String, u64> = index
+        .asset_counts_blocking(&heimdex_core::TenantId::new("acme"))
+        .into_iter()
+        .map(|(asset, n)| (asset.to_string(), n))
+        .collect();
+    assert_eq!(
+        documents.len(),
+        files,
+        "documents of every asset, no other: {documents:?}"
+    );
+    for (sample, copies) in &per_sample {
+        let counts: Vec<(&str, usize, u64)> = copies
+            .iter()
+            .map(|(id, key, moments)| {
+                (
+                    key.as_str(),
+                    *moments,
+                    documents.get(id).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert!(
+            counts
+                .iter()
+                .all(|c| c.2 > 0 && (c.1, c.2) == (counts[0].1, counts[0].2)),
+            "copies of {sample} differ in (moments, documents) {what}: {counts:?}"
+        );
+        eprintln!("{what}: {sample}: (key, moments, documents) {counts:?}");
+    }
+    eprintln!(
+        "{what}: {files} jobs completed in {attempts} attempts; workers survived {survived} backend errors"
+    );
+}
+
+/// The server's own Redis (no persistence) is killed and started again, empty, twice during
+/// ingestion: the server keeps running, the periodic reconcile enqueues again the jobs Redis
+/// lost, and every clip ends indexed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_ingest_loses_nothing() {
+    let mut redis = PrivateRedis::start();
+    let mut stack = Stack::with_redis(RESILIENCE_ENV, Some(redis.url())).await;
+    let (folder, files) = copies(&stack, "clips", 3);
+    assert_eq!(stack.sync("acme", &folder).await.len(), files);
+
+    let mut restarts = 0;
+    while restarts < 2 {
+        if !stack.wait_processing("acme").await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        redis.kill();
+        // Workers, leases and the reconcile meet a Redis that is down for a while.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        stack.assert_running();
+        redis.restart();
+        restarts += 1;
+    }
+    assert_eq!(
+        restarts, 2,
+        "all jobs finished before two Redis restarts; give the test more work"
+    );
+    assert_indexed_once(&mut stack, files, "after 2 Redis restarts").await;
+}
+
+/// Every Postgres connection of the server is terminated (`pg_terminate_backend`) five times
+/// during ingestion: the pools reconnect, the jobs that failed are retried, and every clip
+/// ends indexed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_killed_mid_ingest_lose_nothing() {
+    let mut stack = Stack::new(RESILIENCE_ENV).await;
+    let (folder, files) = copies(&stack, "clips", 5);
+    assert_eq!(stack.sync("acme", &folder).await.len(), files);
+
+    let kill = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        stack.db.name
+    );
+    let mut kills = 0;
+    let mut terminated = 0;
+    while kills < 5 {
+        if !stack.wait_processing("acme").await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100 + 150 * kills)).await;
+        // A burst, so that some terminations hit queries in flight, not only idle
+        // connections (which the pool tests before use).
+        for _ in 0..10 {
+            let n = Db::psql(&stack.db.base, &kill).unwrap_or_else(|e| panic!("{kill}: {e}"));
+            terminated += n.parse::<u64>().expect("a count");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        kills += 1;
+    }
+    assert_eq!(
+        kills, 5,
+        "all jobs finished before five kills; give the test more work"
+    );
+    assert!(terminated >= 10, "only {terminated} connections terminated");
+    assert_indexed_once(
+        &mut stack,
+        files,
+        &format!("after terminating {terminated} connections in {kills} rounds"),
+    )
+    .await;
 }

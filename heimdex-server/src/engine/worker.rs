@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use heimdex_connectors::RangeReader;
+use heimdex_core::ErrorKind;
 use heimdex_core::extractor::{
     ExtractContext, Extractor, FrameRef, StageData, apply_stage, provided_names, stage_levels,
 };
@@ -296,27 +297,65 @@ impl Engine {
         options: &WorkerOptions,
         mut shutdown: Shutdown,
     ) -> Result<(), EngineError> {
+        // A server's workers outlive a backend that is down for a while (`Unavailable`: Redis
+        // restarting, Postgres connections terminated) and a delivery whose lease was lost
+        // (`Conflict`: a stale receipt, e.g. after Redis lost its data): the job is left to
+        // its lease or to the reconcile, which deliver it again. A run until idle (the CLI)
+        // stops at the first error as before.
+        let survive = |e: EngineError| -> Result<(), EngineError> {
+            if options.until_idle
+                || !matches!(e.kind(), ErrorKind::Unavailable | ErrorKind::Conflict)
+            {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "worker: backend error; retrying");
+            Ok(())
+        };
+        let pause = options.poll.max(Duration::from_millis(500));
         while !shutdown.is_triggered() {
-            match self.queue.reserve(self.cfg.visibility).await? {
+            let reserved = match self.queue.reserve(self.cfg.visibility).await {
+                Ok(r) => r,
+                Err(e) => {
+                    survive(e.into())?;
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = shutdown.triggered() => {}
+                    }
+                    continue;
+                }
+            };
+            match reserved {
                 Some(delivery) => {
-                    let outcome = {
+                    let result = {
                         let work = self.process(&delivery, sink);
                         tokio::pin!(work);
                         tokio::select! {
-                            r = &mut work => r?,
+                            r = &mut work => r,
                             () = shutdown.triggered() => {
                                 match tokio::time::timeout(options.grace, &mut work).await {
-                                    Ok(r) => r?,
+                                    Ok(r) => r,
                                     Err(_) => {
                                         // `work` is never polled again (and dropped at the
                                         // end of this block): the job stops at its current
                                         // await; its pipeline thread ends on its own and
                                         // its results are discarded.
-                                        self.hand_back(&delivery).await?;
-                                        JobOutcome::HandedBack
+                                        self.hand_back(&delivery)
+                                            .await
+                                            .map(|()| JobOutcome::HandedBack)
                                     }
                                 }
                             }
+                        }
+                    };
+                    let outcome = match result {
+                        Ok(outcome) => outcome,
+                        Err(e) => {
+                            survive(e)?;
+                            tokio::select! {
+                                () = tokio::time::sleep(pause) => {}
+                                () = shutdown.triggered() => {}
+                            }
+                            continue;
                         }
                     };
                     if let Ok(mut r) = report.lock() {
