@@ -402,6 +402,12 @@ async fn malformed_requests_are_4xx_json() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = call(&f.app, "GET", "/v1/jobs?state=sleeping", Some(&t), None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // A wrong method was an empty 405; it is the JSON error shape too.
+    let r = call(&f.app, "DELETE", "/v1/assets", Some(&t), None).await;
+    assert_eq!(
+        (r.status, r.error_kind().as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
     let r = call(&f.app, "GET", "/v1/nothing-here", Some(&t), None).await;
     assert_eq!(
         (r.status, r.error_kind().as_str()),
@@ -448,6 +454,38 @@ async fn malformed_requests_are_4xx_json() {
     )
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Found by fuzzing the native stack (make fuzz-api): a NUL byte in an id reached Postgres,
+    // which refuses it in text, and came back 500; an id that is not UTF-8 came back as
+    // axum's plain-text 400. Both are JSON 400s now.
+    for (method, uri) in [
+        ("GET", "/v1/assets/%00"),
+        ("GET", "/v1/assets/a%00b/sidecar"),
+        ("GET", "/v1/assets/%00/thumbnails/1"),
+        ("POST", "/v1/assets/%00/reindex"),
+        ("GET", "/v1/jobs/%00"),
+        ("POST", "/v1/sources/%00/sync"),
+        ("GET", "/v1/assets?after=%00"),
+        ("GET", "/v1/jobs?state=pending%00"),
+        ("GET", "/v1/assets/%FF"),
+        ("GET", "/v1/jobs/%C3%28"),
+    ] {
+        let r = call(&f.app, method, uri, Some(&t), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{method} {uri}");
+        assert_eq!(r.error_kind(), "invalid_input", "{method} {uri}");
+    }
+    let long = "x".repeat(201);
+    for name in ["a\u{0}b", "line\nbreak", long.as_str()] {
+        let r = call(
+            &f.app,
+            "PUT",
+            "/v1/persons/person-1",
+            Some(&t),
+            Some(json!({ "name": name })),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name:?}");
+        assert_eq!(r.error_kind(), "invalid_input", "{name:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -633,6 +671,23 @@ async fn openapi_docs_health_and_metrics() {
         assert!(doc["paths"].get(path).is_some(), "openapi lacks {path}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // Every operation documents the answers a fuzzer (make fuzz-api) gets from it: 401
+    // without a token, 400 for malformed input, 415 for a body that is not JSON.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let codes = op["responses"].as_object().expect("responses");
+            assert!(codes.contains_key("401"), "{method} {path} lacks 401");
+            let has_input = path.contains('{')
+                || op.get("parameters").is_some()
+                || op.get("requestBody").is_some();
+            if has_input {
+                assert!(codes.contains_key("400"), "{method} {path} lacks 400");
+            }
+            if op.get("requestBody").is_some() {
+                assert!(codes.contains_key("415"), "{method} {path} lacks 415");
+            }
+        }
+    }
     let r = call(&f.app, "GET", "/docs/", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(

@@ -31,7 +31,7 @@ pub(crate) struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorDetail {
     /// Stable kind: not_found, invalid_input, conflict, unauthorized, unavailable,
-    /// bad_media, internal, payload_too_large, unsupported_media_type.
+    /// bad_media, internal, payload_too_large, unsupported_media_type, method_not_allowed.
     kind: String,
     /// Human-readable message.
     message: String,

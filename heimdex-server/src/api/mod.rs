@@ -180,7 +180,14 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{id}/reindex", post(routes::reindex_asset))
         .route("/search", post(routes::search))
         .route("/persons", get(routes::list_persons))
-        .route("/persons/{id}", put(routes::name_person));
+        .route("/persons/{id}", put(routes::name_person))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint (see the Allow header)",
+            )
+        });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use heimdex_core::index::{SearchFilter, SearchRequest};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{AppState, Caller};
 
 /// A source to register.
@@ -25,6 +25,7 @@ pub struct NewSource {
     pub kind: Option<String>,
     /// Where the media lives: a server-side path or `file://` URI (other schemes as the
     /// server's connectors allow).
+    #[schema(min_length = 1)]
     pub uri: String,
     /// Connector options (credentials, endpoints); not stored.
     #[serde(default)]
@@ -151,20 +152,25 @@ impl From<Asset> for AssetOut {
 /// Paging of listings.
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AssetPage {
     /// Only ids after this one (keyset paging: the last id of the previous page).
     pub after: Option<String>,
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 /// Job listing filter.
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct JobFilter {
-    /// Only jobs in this state.
+    /// Only jobs in this state: `pending`, `processing`, `completed` or `failed`.
+    #[param(pattern = "^(pending|processing|completed|failed)$")]
     pub state: Option<String>,
     /// At most this many, newest first, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -181,6 +187,7 @@ pub struct FiltersIn {
     /// Only paths starting with this.
     pub path_prefix: Option<String>,
     /// Only moments overlapping [from, to] seconds.
+    #[schema(min_items = 2, max_items = 2)]
     pub time: Option<[f64; 2]>,
     /// Only these kinds: asset, shot, transcript, ocr, custom.
     #[serde(default)]
@@ -189,8 +196,10 @@ pub struct FiltersIn {
     #[serde(default)]
     pub tags: Vec<String>,
     /// Only assets whose duration (seconds) is in [min, max].
+    #[schema(min_items = 2, max_items = 2)]
     pub duration: Option<[f64; 2]>,
     /// Only assets captured in [from, to] (`YYYY-MM-DD`).
+    #[schema(min_items = 2, max_items = 2)]
     pub date: Option<[String; 2]>,
     /// Only these spoken languages (ISO 639-1).
     #[serde(default)]
@@ -238,11 +247,14 @@ pub struct SearchIn {
     /// `rrf` (default) or `weighted`.
     pub fusion: Option<String>,
     /// Weights of `weighted` fusion: [keyword, vector].
+    #[schema(min_items = 2, max_items = 2)]
     pub weights: Option<[f32; 2]>,
     /// Moments to return, 1–100 (default 10).
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
-    /// Moments to skip.
+    /// Moments to skip, at most 10000.
     #[serde(default)]
+    #[schema(maximum = 10000)]
     pub offset: usize,
 }
 
@@ -302,7 +314,12 @@ pub struct PersonOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonName {
-    /// The name.
+    /// The name: 1 to 200 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
 }
 
@@ -321,7 +338,9 @@ fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
 }
 
 #[utoipa::path(post, path = "/v1/sources", tag = "sources", request_body = NewSource,
-    responses((status = 201, body = SourceOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    responses((status = 201, body = SourceOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "A local source outside HEIMDEX_LOCAL_ROOTS", body = ErrorBody),
+        (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 /// Register a source (idempotent: the same place gives the same source).
 pub async fn create_source(
@@ -365,13 +384,14 @@ pub async fn list_sources(
 
 #[utoipa::path(post, path = "/v1/sources/{id}/sync", tag = "sources",
     params(("id" = String, Path, description = "Source id")),
-    responses((status = 200, body = SyncOut), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = SyncOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 /// Look for new, modified and deleted media now; returns the jobs queued.
 pub async fn sync_source(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<SyncOut>, ApiError> {
     let id = SourceId::new(id);
     state.engine.source(&tenant, &id).await?;
@@ -386,7 +406,7 @@ pub async fn sync_source(
 }
 
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobFilter),
-    responses((status = 200, body = [JobOut]), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = [JobOut]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 /// The caller's jobs, newest first.
 pub async fn list_jobs(
@@ -410,13 +430,14 @@ pub async fn list_jobs(
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobOut), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = JobOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 /// One job: state, stage, percent, attempts, last error.
 pub async fn get_job(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<JobOut>, ApiError> {
     Ok(axum::Json(
         state.engine.job(&tenant, &JobId::new(id)).await?.into(),
@@ -424,7 +445,7 @@ pub async fn get_job(
 }
 
 #[utoipa::path(get, path = "/v1/assets", tag = "assets", params(AssetPage),
-    responses((status = 200, body = [AssetOut]), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = [AssetOut]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 /// A page of the caller's assets, by id.
 pub async fn list_assets(
@@ -441,13 +462,14 @@ pub async fn list_assets(
 
 #[utoipa::path(get, path = "/v1/assets/{id}", tag = "assets",
     params(("id" = String, Path, description = "Asset id")),
-    responses((status = 200, body = AssetOut), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = AssetOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 /// One asset.
 pub async fn get_asset(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<AssetOut>, ApiError> {
     Ok(axum::Json(
         state.engine.asset(&tenant, &AssetId::new(id)).await?.into(),
@@ -456,13 +478,14 @@ pub async fn get_asset(
 
 #[utoipa::path(get, path = "/v1/assets/{id}/sidecar", tag = "assets",
     params(("id" = String, Path, description = "Asset id")),
-    responses((status = 200, description = "The sidecar JSON (docs/sidecar-schema.json)"), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The sidecar JSON (docs/sidecar-schema.json)"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 /// The asset's sidecar.
 pub async fn get_sidecar(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = AssetId::new(id);
     state.engine.asset(&tenant, &id).await?;
@@ -472,13 +495,14 @@ pub async fn get_sidecar(
 
 #[utoipa::path(get, path = "/v1/assets/{id}/thumbnails/{n}", tag = "assets",
     params(("id" = String, Path, description = "Asset id"), ("n" = u32, Path, description = "Shot index")),
-    responses((status = 200, content_type = "image/jpeg", description = "JPEG thumbnail"), (status = 404, body = ErrorBody)),
+    responses((status = 200, content_type = "image/jpeg", description = "JPEG thumbnail"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 /// The JPEG thumbnail of shot `n`.
 pub async fn get_thumbnail(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path((id, n)): Path<(String, String)>,
+    ApiPath((id, n)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let shot: u32 = n
         .trim_end_matches(".jpg")
@@ -500,13 +524,14 @@ pub async fn get_thumbnail(
 
 #[utoipa::path(post, path = "/v1/assets/{id}/reindex", tag = "assets",
     params(("id" = String, Path, description = "Asset id")),
-    responses((status = 202, body = Queued), (status = 404, body = ErrorBody)),
+    responses((status = 202, body = Queued), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 /// Queue the asset for indexing again (stages whose identity is unchanged are reused).
 pub async fn reindex_asset(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let job = state
         .engine
@@ -559,7 +584,9 @@ fn thumbnail_url(m: &Moment) -> Option<String> {
 }
 
 #[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchIn,
-    responses((status = 200, body = SearchOut), (status = 400, body = ErrorBody)),
+    responses((status = 200, body = SearchOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "`like` names an asset without a sidecar", body = ErrorBody),
+        (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 /// Hybrid search: keyword and meaning, fused, as time-coded moments.
 pub async fn search(
@@ -663,7 +690,7 @@ pub async fn search(
 }
 
 #[utoipa::path(get, path = "/v1/persons", tag = "persons",
-    responses((status = 200, body = [PersonOut])), security(("bearer" = [])))]
+    responses((status = 200, body = [PersonOut]), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 /// The caller's persons (face clusters across the archive).
 pub async fn list_persons(
     State(state): State<AppState>,
@@ -684,18 +711,21 @@ pub async fn list_persons(
 
 #[utoipa::path(put, path = "/v1/persons/{id}", tag = "persons", request_body = PersonName,
     params(("id" = String, Path, description = "Person id or current name")),
-    responses((status = 200, body = PersonOut), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = PersonOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 /// Name a person.
 pub async fn name_person(
     State(state): State<AppState>,
     Caller(tenant): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PersonName>,
 ) -> Result<axum::Json<PersonOut>, ApiError> {
     let name = body.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::invalid("name: 1 to 200 characters"));
+    if name.is_empty() || name.chars().count() > 200 || name.contains(char::is_control) {
+        return Err(ApiError::invalid(
+            "name: 1 to 200 characters, no control characters",
+        ));
     }
     let p = state.engine.name_person(&tenant, &id, name).await?;
     Ok(axum::Json(PersonOut {
