@@ -140,3 +140,23 @@ test-job-fail:
 ## A bearer token: make token HEIMDEX_TENANT=acme
 token:
 	@$(NATIVE) token
+
+## Fuzz the running stack's API from its OpenAPI document (schemathesis 4, installed when
+## missing): 0 server errors and answers that match the document, or it fails. Loopback
+## only; as tenant $$FUZZ_TENANT (default fuzz, so no real tenant's data is touched); no
+## stateful phase (it would sync sources the fuzzer registered). docs/operations.md.
+FUZZ_URL ?= http://127.0.0.1:8000
+FUZZ_TENANT ?= fuzz
+FUZZ_EXAMPLES ?= 50
+FUZZ_SEED ?= 1
+.PHONY: fuzz-api
+fuzz-api:
+	@case "$(FUZZ_URL)" in http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*) ;; \
+	  *) echo "fuzz-api: FUZZ_URL must be a loopback address, not $(FUZZ_URL)"; exit 2;; esac
+	@schemathesis --version 2>/dev/null | grep -q 'version 4\.' || python3 -m pip install --quiet 'schemathesis>=4.32,<5'
+	@token="$$($(NATIVE) token $(FUZZ_TENANT))" && mkdir -p .heimdex-native/fuzz && cd .heimdex-native/fuzz && \
+	  schemathesis --no-color run "$(FUZZ_URL)/openapi.json" -H "Authorization: Bearer $$token" \
+	    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+	    --phases examples,coverage,fuzzing --max-examples $(FUZZ_EXAMPLES) --seed $(FUZZ_SEED) \
+	    --generation-allow-x00 true --generation-database none \
+	    --request-timeout 10 --report junit --report-junit-path junit.xml
