@@ -77,7 +77,7 @@ bless-schema:
 ## Built with the same features as the tests (--workspace --all-features), so CI compiles
 ## nothing twice; `cargo run -p custom-extractor -- FILE` works as well.
 examples: samples
-	cargo build --workspace --all-features --bins
+	cargo build --workspace --all-features --bins --tests
 	$(CARGO_TARGET_DIR)/debug/custom-extractor $(HEIMDEX_SAMPLES)/bikes.mp4
 
 lint: deps

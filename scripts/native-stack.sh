@@ -122,7 +122,9 @@ start_s3() {
 
 build() {
   log "building heimdex-server"
-  cargo build -q -p heimdex-server --all-features --bin heimdex-server
+  # The tests' feature set (workspace, all features, dev-dependencies too), so after
+  # `make test` nothing is compiled again.
+  cargo build -q --workspace --all-features --bins --tests
 }
 
 start_server() {
