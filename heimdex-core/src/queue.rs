@@ -41,6 +41,22 @@ pub enum QueueError {
 }
 
 impl QueueError {
+    /// A backend's own error: [`QueueError::Unavailable`] when `transient` (retrying later
+    /// may succeed), else [`QueueError::Backend`]. Backends decide `transient` from their
+    /// typed errors and convert with this one function.
+    pub fn backend(
+        queue: &'static str,
+        transient: bool,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let source = Box::new(source);
+        if transient {
+            Self::Unavailable { queue, source }
+        } else {
+            Self::Backend { queue, source }
+        }
+    }
+
     /// The category of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -56,6 +56,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A backend's own error: [`StoreError::Unavailable`] when `transient` (retrying later
+    /// may succeed), else [`StoreError::Backend`]. Backends decide `transient` from their
+    /// typed errors and convert with this one function.
+    pub fn backend(
+        store: &'static str,
+        transient: bool,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        let source = Box::new(source);
+        if transient {
+            Self::Unavailable { store, source }
+        } else {
+            Self::Backend { store, source }
+        }
+    }
+
     /// The category of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {

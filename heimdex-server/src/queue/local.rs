@@ -51,17 +51,9 @@ enum LocalQueueError {
 
 impl From<LocalQueueError> for QueueError {
     fn from(e: LocalQueueError) -> Self {
-        if matches!(&e, LocalQueueError::Sqlx(s) if crate::store::sqlite::is_transient(s)) {
-            QueueError::Unavailable {
-                queue: QUEUE,
-                source: Box::new(e),
-            }
-        } else {
-            QueueError::Backend {
-                queue: QUEUE,
-                source: Box::new(e),
-            }
-        }
+        let transient =
+            matches!(&e, LocalQueueError::Sqlx(s) if crate::store::sqlite::is_transient(s));
+        QueueError::backend(QUEUE, transient, e)
     }
 }
 

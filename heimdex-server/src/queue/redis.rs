@@ -79,17 +79,8 @@ enum RedisQueueError {
 
 impl From<RedisQueueError> for QueueError {
     fn from(e: RedisQueueError) -> Self {
-        if matches!(&e, RedisQueueError::Redis(r) if is_unavailable(r)) {
-            QueueError::Unavailable {
-                queue: QUEUE,
-                source: Box::new(e),
-            }
-        } else {
-            QueueError::Backend {
-                queue: QUEUE,
-                source: Box::new(e),
-            }
-        }
+        let transient = matches!(&e, RedisQueueError::Redis(r) if is_unavailable(r));
+        QueueError::backend(QUEUE, transient, e)
     }
 }
 

@@ -127,17 +127,7 @@ impl From<PgError> for StoreError {
             PgError::Migrate(sqlx::migrate::MigrateError::Execute(s)) => is_transient(s),
             _ => false,
         };
-        if transient {
-            StoreError::Unavailable {
-                store: STORE,
-                source: Box::new(e),
-            }
-        } else {
-            StoreError::Backend {
-                store: STORE,
-                source: Box::new(e),
-            }
-        }
+        StoreError::backend(STORE, transient, e)
     }
 }
 

@@ -71,17 +71,8 @@ enum SqliteError {
 
 impl From<SqliteError> for StoreError {
     fn from(e: SqliteError) -> Self {
-        if matches!(&e, SqliteError::Sqlx(s) if is_transient(s)) {
-            StoreError::Unavailable {
-                store: STORE,
-                source: Box::new(e),
-            }
-        } else {
-            StoreError::Backend {
-                store: STORE,
-                source: Box::new(e),
-            }
-        }
+        let transient = matches!(&e, SqliteError::Sqlx(s) if is_transient(s));
+        StoreError::backend(STORE, transient, e)
     }
 }
 
