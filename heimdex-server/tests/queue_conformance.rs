@@ -62,55 +62,6 @@ async fn zero_max_attempts_is_rejected() {
     assert!(LocalQueue::new(&store, bad).await.is_err());
 }
 
-/// A worker whose lease expires on the last attempt (it keeps dying) dead-letters the job
-/// instead of redelivering it forever.
-#[tokio::test]
-async fn expired_lease_on_last_attempt_dead_letters() {
-    let store = SqliteStore::in_memory().await.expect("store");
-    let policy = RetryPolicy {
-        max_attempts: 2,
-        ..policy()
-    };
-    let queue = LocalQueue::new(&store, policy).await.expect("queue");
-    let m = QueueMessage {
-        tenant: TenantId::default_tenant(),
-        job: JobId::random(),
-    };
-    queue.enqueue(&m).await.expect("enqueue");
-    let lease = Duration::from_millis(50);
-    let d1 = queue
-        .reserve(lease)
-        .await
-        .expect("reserve")
-        .expect("delivery 1");
-    queue.nack(&d1, "decoder crashed").await.expect("nack");
-    tokio::time::sleep(policy.backoff(1) + Duration::from_millis(30)).await;
-    let d2 = queue
-        .reserve(lease)
-        .await
-        .expect("reserve")
-        .expect("delivery 2");
-    assert_eq!(d2.attempt, 2);
-    tokio::time::sleep(lease + Duration::from_millis(30)).await;
-    assert!(queue.reserve(lease).await.expect("reserve").is_none());
-    let stats = queue.stats().await.expect("stats");
-    assert_eq!((stats.ready, stats.in_flight, stats.dead), (0, 0, 1));
-    let letters = queue.dead_letters().await.expect("dead letters");
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].message, m);
-    assert_eq!(letters[0].attempts, 2);
-    assert!(
-        letters[0].reason.contains("lease expired"),
-        "{}",
-        letters[0].reason
-    );
-    assert!(
-        letters[0].reason.contains("decoder crashed"),
-        "{}",
-        letters[0].reason
-    );
-}
-
 /// `wait_for_work` wakes on enqueue, returns at once when work is ready, and otherwise
 /// sleeps only until the next delayed message is due.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,41 +151,6 @@ async fn dead_worker_is_reclaimed() {
     assert_eq!((s.ready, s.delayed, s.in_flight, s.dead), (0, 0, 0, 0));
 }
 
-/// A job whose worker dies on every attempt is dead-lettered when the lease of its last
-/// allowed attempt expires, with a reason naming the expiry and the previous failure.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_lease_on_last_attempt_dead_letters() {
-    let url = redis_url();
-    let namespace = fresh_namespace("lastlease");
-    let _guard = DropNamespace {
-        url: url.clone(),
-        namespace: namespace.clone(),
-    };
-    let policy = RetryPolicy {
-        max_attempts: 2,
-        ..short_policy()
-    };
-    let queue = connect_to(&url, &namespace, policy).await;
-    let m = message("lastlease");
-    queue.enqueue(&m).await.expect("enqueue");
-    let lease = Duration::from_millis(200);
-    let d1 = queue.reserve(lease).await.expect("reserve").expect("d1");
-    queue.nack(&d1, "decoder crashed").await.expect("nack");
-    tokio::time::sleep(policy.backoff(1) + Duration::from_millis(50)).await;
-    let d2 = queue.reserve(lease).await.expect("reserve").expect("d2");
-    assert_eq!(d2.attempt, 2);
-    tokio::time::sleep(lease + Duration::from_millis(50)).await;
-    assert!(queue.reserve(lease).await.expect("reserve").is_none());
-    let s = queue.stats().await.expect("stats");
-    assert_eq!((s.ready, s.in_flight, s.dead), (0, 0, 1), "{s:?}");
-    let letters = queue.dead_letters().await.expect("dead letters");
-    assert_eq!(letters.len(), 1, "{letters:?}");
-    assert_eq!(letters[0].message, m);
-    assert_eq!(letters[0].attempts, 2);
-    assert!(letters[0].reason.contains("lease expired"), "{letters:?}");
-    assert!(letters[0].reason.contains("decoder crashed"), "{letters:?}");
-}
-
 /// Two namespaces on one Redis never see each other's messages, even for the same job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_isolate() {

@@ -26,6 +26,8 @@
 //! - [`nack_backoff`]: nack → `Retry{after: policy.backoff(attempt)}`, hidden until then.
 //! - [`dead_letter_after_max_attempts`]: the last nack dead-letters, with reason and attempts;
 //!   enqueuing the job again makes it deliverable from attempt 1.
+//! - [`lease_expiry_on_last_attempt_dead_letters`]: a lease expiring on the last attempt
+//!   dead-letters, saying so and keeping the previous reason.
 //! - [`extend_keeps_lease`]: extend keeps a delivery past its original visibility.
 //! - [`stats_counts`]: ready, delayed, in-flight and dead counts.
 //! - [`durability`] (only in the `durable` variant, whose fixture has a reopen function):
@@ -70,6 +72,7 @@ macro_rules! __queue_scenarios {
             lease_expiry_redelivers,
             nack_backoff,
             dead_letter_after_max_attempts,
+            lease_expiry_on_last_attempt_dead_letters,
             extend_keeps_lease,
             release_hands_back,
             stats_counts,
@@ -156,6 +159,50 @@ fn assert_stale(r: Result<impl std::fmt::Debug, QueueError>, what: &str) {
 
 async fn stats(queue: &dyn Queue) -> QueueStats {
     ok("stats", queue.stats().await)
+}
+
+/// A lease that expires on the last allowed attempt dead-letters the message (a job that
+/// kills its worker every time must not loop forever); the dead letter says the lease expired
+/// and keeps the previous failure's reason.
+pub async fn lease_expiry_on_last_attempt_dead_letters(queue: &dyn Queue) {
+    let policy = queue.retry_policy();
+    let dead_before = stats(queue).await.dead;
+    let m = message();
+    ok("enqueue", queue.enqueue(&m).await);
+    for attempt in 1..policy.max_attempts {
+        let d = match ok("reserve", queue.reserve(LONG).await) {
+            Some(d) => d,
+            None => {
+                tokio::time::sleep(policy.backoff(attempt - 1) + SLACK).await;
+                reserve_some(queue, LONG, "reserve after backoff").await
+            }
+        };
+        assert_eq!(d.attempt, attempt);
+        ok("nack", queue.nack(&d, "decoder crashed").await);
+        tokio::time::sleep(policy.backoff(attempt) + SLACK).await;
+    }
+    let last = reserve_some(queue, SHORT, "last attempt").await;
+    assert_eq!(last.attempt, policy.max_attempts);
+    // The worker dies: nobody settles; the lease runs out.
+    tokio::time::sleep(SHORT + SLACK).await;
+    assert_empty(queue, "an expired last attempt is not delivered again").await;
+    assert_stale(queue.ack(&last).await, "ack after the lease expired");
+    let s = stats(queue).await;
+    assert_eq!(s.dead, dead_before + 1, "{s:?}");
+    let letters = ok("dead_letters", queue.dead_letters().await);
+    let ours: Vec<_> = letters.iter().filter(|l| l.message == m).collect();
+    assert_eq!(ours.len(), 1, "one dead letter for the job: {letters:?}");
+    assert_eq!(ours[0].attempts, policy.max_attempts);
+    assert!(
+        ours[0].reason.contains("lease expired"),
+        "{}",
+        ours[0].reason
+    );
+    assert!(
+        ours[0].reason.contains("decoder crashed"),
+        "{}",
+        ours[0].reason
+    );
 }
 
 /// `release` makes a delivery deliverable again at once, without counting the attempt; the
