@@ -393,10 +393,9 @@ pub async fn sync_source(
     Caller(tenant): Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<SyncOut>, ApiError> {
-    let id = SourceId::new(id);
-    state.engine.source(&tenant, &id).await?;
-    state.engine.attach_stored_sources(&tenant).await?;
-    let r = state.engine.scan(&tenant, &id).await?;
+    // An unknown id (or another tenant's) is the scan's NotFound; its connector is attached
+    // on first use.
+    let r = state.engine.scan(&tenant, &SourceId::new(id)).await?;
     Ok(axum::Json(SyncOut {
         new: r.new,
         modified: r.modified,

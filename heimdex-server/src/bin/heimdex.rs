@@ -409,7 +409,6 @@ async fn open(
     for q in stages.query_encoders {
         engine = engine.with_query_encoder(q);
     }
-    engine.attach_stored_sources(&tenant()).await?;
     Ok(engine)
 }
 

@@ -109,28 +109,44 @@ impl Engine {
         let in_scope = |a: &Asset| sources.is_none_or(|s| s.contains(&a.source));
         let counts = self.index.asset_counts(tenant).await?;
         let mut report = CheckReport::default();
-        let sidecars = self.stored_sidecars(tenant).await?;
-        for a in assets.iter().filter(|a| in_scope(a)) {
-            report.assets_checked += 1;
-            if a.state != AssetState::Indexed {
-                continue;
-            }
+        // A whole-tenant check lists the media store once (it needs every object to find
+        // orphans); a check of some sources (every `index` run) asks only for the sidecars
+        // of their indexed assets instead of listing every thumbnail of the tenant.
+        let media = match sources {
+            None => Some(self.media_objects(tenant).await?),
+            Some(_) => None,
+        };
+        let indexed: Vec<&Asset> = assets
+            .iter()
+            .filter(|a| in_scope(a))
+            .inspect(|_| report.assets_checked += 1)
+            .filter(|a| a.state == AssetState::Indexed)
+            .collect();
+        let sidecars: BTreeSet<AssetId> = match &media {
+            Some(objects) => objects
+                .iter()
+                .filter(|(asset, location)| {
+                    *location == sidecar_location(tenant, asset).to_string()
+                })
+                .map(|(asset, _)| asset.clone())
+                .collect(),
+            None => self.sidecars_present(tenant, &indexed).await?,
+        };
+        for a in indexed {
             if !sidecars.contains(&a.id) {
                 report.missing_sidecars.push(a.id.clone());
             } else if counts.get(&a.id).copied().unwrap_or(0) == 0 {
                 report.missing_documents.push(a.id.clone());
             }
         }
-        if sources.is_none() {
+        if let Some(objects) = media {
             let known: BTreeSet<&AssetId> = assets.iter().map(|a| &a.id).collect();
             report.orphan_documents = counts
                 .keys()
                 .filter(|id| !known.contains(id))
                 .cloned()
                 .collect();
-            report.orphan_media = self
-                .media_objects(tenant)
-                .await?
+            report.orphan_media = objects
                 .into_iter()
                 .filter(|(asset, _)| !known.contains(asset))
                 .map(|(_, location)| location)
@@ -248,15 +264,28 @@ impl Engine {
         Ok(out)
     }
 
-    /// Asset ids that have a sidecar in the media store.
-    async fn stored_sidecars(&self, tenant: &TenantId) -> Result<BTreeSet<AssetId>, EngineError> {
-        Ok(self
-            .media_objects(tenant)
-            .await?
-            .into_iter()
-            .filter(|(asset, location)| *location == sidecar_location(tenant, asset).to_string())
-            .map(|(asset, _)| asset)
-            .collect())
+    /// Which of `assets` have a sidecar in the media store (one `head` each, a few at once).
+    async fn sidecars_present(
+        &self,
+        tenant: &TenantId,
+        assets: &[&Asset],
+    ) -> Result<BTreeSet<AssetId>, EngineError> {
+        let mut heads = futures::stream::iter(assets.iter().map(|a| async move {
+            let found = self.media.head(&sidecar_location(tenant, &a.id)).await;
+            (a.id.clone(), found)
+        }))
+        .buffer_unordered(READ_AHEAD);
+        let mut present = BTreeSet::new();
+        while let Some((id, found)) = heads.next().await {
+            match found {
+                Ok(_) => {
+                    present.insert(id);
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(EngineError::media(e)),
+            }
+        }
+        Ok(present)
     }
 
     /// Every media object of `tenant` with the asset it belongs to
