@@ -43,6 +43,8 @@ impl ReadStats {
 pub struct RangeReader {
     connector: Arc<dyn Connector>,
     key: String,
+    /// When set, every fetch is a checked read of this version.
+    version: Option<String>,
     size: u64,
     pos: u64,
     block_size: u64,
@@ -81,6 +83,7 @@ impl RangeReader {
         Self {
             connector,
             key: key.into(),
+            version: None,
             size,
             pos: 0,
             block_size: block_size.max(4096),
@@ -90,6 +93,14 @@ impl RangeReader {
             handle,
             stats: Arc::new(ReadStats::default()),
         }
+    }
+
+    /// Read only version `version` of the object: once it is replaced, the next fetch fails
+    /// with an I/O error wrapping [`ConnectorError::Changed`] instead of returning bytes of
+    /// another version (see [`Connector::read_range_checked`]).
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
     }
 
     /// Shared counters of this reader.
@@ -111,10 +122,16 @@ impl RangeReader {
         }
         let len = self.block_size << self.sequential_run;
         let end = (start + len).min(self.size);
-        let bytes = self
-            .handle
-            .block_on(self.connector.read_range(&self.key, start..end))
-            .map_err(to_io)?;
+        let read = match &self.version {
+            Some(v) => {
+                self.handle
+                    .block_on(self.connector.read_range_checked(&self.key, start..end, v))
+            }
+            None => self
+                .handle
+                .block_on(self.connector.read_range(&self.key, start..end)),
+        };
+        let bytes = read.map_err(to_io)?;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         self.stats
             .bytes_fetched

@@ -203,7 +203,19 @@ pub struct ChangeSet {
 ///   cursor represents (`None`: the empty state) and reports [`Change::New`],
 ///   [`Change::Modified`] (version differs) and [`Change::Deleted`], in key order, plus a new
 ///   cursor. Passing the new cursor back with nothing changed yields no changes.
+/// - [`read_range_checked`](Connector::read_range_checked) is `read_range` of one version:
+///   when the object's current version is not `version` (it was replaced since it was
+///   listed), it fails with [`ConnectorError::Changed`] instead of returning bytes of another
+///   version, so a decoder never mixes two versions of a file.
 /// - Keys are `/`-separated and relative to the source root, whatever the backend.
+///
+/// # Listing by content or by name
+/// A connector that can read the first bytes of a file cheaply (a local disk) lists by
+/// content *and* name, as above. A remote connector (object stores, Drive) must not read
+/// object contents to list: it lists the objects whose name has a video extension (or whose
+/// backend-declared content type is video), with `media` set to
+/// [`MediaKind::UnknownWithVideoExtension`] (content not looked at yet); the pipeline's probe
+/// reads only the bytes it needs of the objects a change selects.
 #[async_trait]
 pub trait Connector: Send + Sync + Debug {
     /// Backend name for errors and logs, e.g. `local`.
@@ -217,6 +229,27 @@ pub trait Connector: Send + Sync + Debug {
 
     /// Read a byte range of one object.
     async fn read_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, ConnectorError>;
+
+    /// Read a byte range of `key` only if its current version is `version`, else
+    /// [`ConnectorError::Changed`]. The default reads, then stats and compares (one extra
+    /// metadata request); backends with conditional reads (`If-Match`) override it.
+    async fn read_range_checked(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        version: &str,
+    ) -> Result<Bytes, ConnectorError> {
+        let bytes = self.read_range(key, range).await?;
+        let now = self.stat(key).await?;
+        if now.version != version {
+            return Err(ConnectorError::Changed {
+                key: key.to_owned(),
+                expected: version.to_owned(),
+                found: now.version,
+            });
+        }
+        Ok(bytes)
+    }
 
     /// Changes since `cursor`. The default lists everything and diffs against a manifest
     /// cursor (see [`ManifestCursor`]); backends with a native change feed override it.

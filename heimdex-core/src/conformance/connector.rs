@@ -17,6 +17,12 @@ pub trait ConnectorFixture: Send + Sync {
     async fn put(&self, key: &str, bytes: &[u8]);
     /// Delete an object.
     async fn delete(&self, key: &str);
+    /// Whether the connector lists by content (reads the first bytes of every file, as a
+    /// local disk can afford) or, like every remote connector, by name only (see the
+    /// [`Connector`] contract). Default: by content.
+    fn lists_by_content(&self) -> bool {
+        true
+    }
 }
 
 /// The bytes of a minimal ISO-BMFF (MP4) header followed by `len` filler bytes: recognised as
@@ -41,6 +47,7 @@ macro_rules! __connector_scenarios {
             paging_is_complete_and_ordered,
             prefix_filter,
             changes_since_cursor,
+            replaced_mid_read_is_changed,
             invalid_tokens_are_typed_errors,
         }
     };
@@ -79,7 +86,8 @@ pub async fn list_empty(f: &dyn ConnectorFixture) {
 }
 
 /// Video content under any name is listed; a video-named file with other content is listed
-/// as `UnknownWithVideoExtension`; other files are not listed.
+/// as `UnknownWithVideoExtension`; other files are not listed. A connector that lists by
+/// name only lists the video-named objects, all as `UnknownWithVideoExtension`.
 pub async fn detects_video_by_content_and_name(f: &dyn ConnectorFixture) {
     clear(f).await;
     f.put("clip.bin", &fake_mp4(100, 1)).await;
@@ -89,22 +97,30 @@ pub async fn detects_video_by_content_and_name(f: &dyn ConnectorFixture) {
     f.put("nested/deeper/take1.MOV", &fake_mp4(10, 2)).await;
     let all = list_all(f.connector(), None).await.expect("list");
     let keys: Vec<(&str, MediaKind)> = all.iter().map(|o| (o.key.as_str(), o.media)).collect();
-    assert_eq!(
-        keys,
+    let expected = if f.lists_by_content() {
         vec![
             ("broken.mp4", MediaKind::UnknownWithVideoExtension),
             ("clip.bin", MediaKind::IsoBmff),
             ("empty.mov", MediaKind::UnknownWithVideoExtension),
             ("nested/deeper/take1.MOV", MediaKind::IsoBmff),
-        ],
-        "detects_video_by_content_and_name"
-    );
-    let clip = all
+        ]
+    } else {
+        vec![
+            ("broken.mp4", MediaKind::UnknownWithVideoExtension),
+            ("empty.mov", MediaKind::UnknownWithVideoExtension),
+            (
+                "nested/deeper/take1.MOV",
+                MediaKind::UnknownWithVideoExtension,
+            ),
+        ]
+    };
+    assert_eq!(keys, expected, "detects_video_by_content_and_name");
+    let take = all
         .iter()
-        .find(|o| o.key == "clip.bin")
-        .expect("clip listed");
-    assert_eq!(clip.size, fake_mp4(100, 1).len() as u64);
-    assert!(!clip.version.is_empty());
+        .find(|o| o.key == "nested/deeper/take1.MOV")
+        .expect("take listed");
+    assert_eq!(take.size, fake_mp4(10, 2).len() as u64);
+    assert!(!take.version.is_empty());
     clear(f).await;
 }
 
@@ -258,6 +274,51 @@ pub async fn changes_since_cursor(f: &dyn ConnectorFixture) {
         after.changes.is_empty(),
         "changes: after delta {:?}",
         after.changes
+    );
+    clear(f).await;
+}
+
+/// A checked read of the listed version succeeds; once the object is replaced, a checked
+/// read of the old version is `Changed` (naming both versions) and of the new one succeeds.
+pub async fn replaced_mid_read_is_changed(f: &dyn ConnectorFixture) {
+    clear(f).await;
+    let c = f.connector();
+    let first = fake_mp4(4_000, 1);
+    f.put("swap.mp4", &first).await;
+    let v1 = c.stat("swap.mp4").await.expect("stat v1").version;
+    let got = c
+        .read_range_checked("swap.mp4", 10..110, &v1)
+        .await
+        .expect("checked read of the current version");
+    assert_eq!(&got[..], &first[10..110], "replaced_mid_read: bytes of v1");
+    let second = fake_mp4(6_000, 2);
+    f.put("swap.mp4", &second).await;
+    let err = c
+        .read_range_checked("swap.mp4", 110..210, &v1)
+        .await
+        .expect_err("old version after replacement");
+    match &err {
+        ConnectorError::Changed {
+            key,
+            expected,
+            found,
+        } => {
+            assert_eq!(key, "swap.mp4");
+            assert_eq!(expected, &v1);
+            assert_ne!(found, &v1, "replaced_mid_read: found is the new version");
+        }
+        other => panic!("replaced_mid_read: expected Changed, got {other:?}"),
+    }
+    assert_eq!(err.kind(), crate::error::ErrorKind::Unavailable);
+    let v2 = c.stat("swap.mp4").await.expect("stat v2").version;
+    let got = c
+        .read_range_checked("swap.mp4", 110..210, &v2)
+        .await
+        .expect("checked read of the new version");
+    assert_eq!(
+        &got[..],
+        &second[110..210],
+        "replaced_mid_read: bytes of v2"
     );
     clear(f).await;
 }
