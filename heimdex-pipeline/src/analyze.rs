@@ -379,9 +379,28 @@ fn open_decoder(
     ctx.set_threading(codec::threading::Config::kind(
         codec::threading::Type::Frame,
     ));
+    crate::ffi::set_max_pixels(&mut ctx, crate::MAX_FRAME_PIXELS);
     let mut dec = ctx.decoder();
     dec.set_packet_time_base(stream.time_base());
     Ok(dec)
+}
+
+/// Refuse frames larger than [`MAX_FRAME_SIDE`](crate::MAX_FRAME_SIDE) a side or
+/// [`MAX_FRAME_PIXELS`](crate::MAX_FRAME_PIXELS) in all, before any frame is decoded.
+fn check_frame_size(width: u32, height: u32) -> Result<(), PipelineError> {
+    use crate::{MAX_FRAME_PIXELS, MAX_FRAME_SIDE};
+    if width > MAX_FRAME_SIDE
+        || height > MAX_FRAME_SIDE
+        || u64::from(width) * u64::from(height) > MAX_FRAME_PIXELS
+    {
+        return Err(PipelineError::Unsupported {
+            reason: format!(
+                "frame size {width}x{height} exceeds the limit ({MAX_FRAME_SIDE} pixels a side, {} megapixels)",
+                MAX_FRAME_PIXELS / 1_000_000
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn run(
@@ -419,6 +438,10 @@ pub(crate) fn run(
     } else {
         0.04
     };
+    // Refuse huge frames from the stream's parameters, before a decoder exists (its pixel
+    // guard would refuse to open, without saying why).
+    let geometry = crate::ffi::codec_details(vstream.parameters());
+    check_frame_size(geometry.width, geometry.height)?;
     let mut vdec = open_decoder(&vstream, "video")?
         .video()
         .map_err(|e| match e {

@@ -84,3 +84,15 @@ pub(crate) fn codec_details(params: codec::Parameters) -> CodecDetails {
         channels: u32::try_from(channels).unwrap_or(0),
     }
 }
+
+/// Make `ctx`'s decoder refuse any frame of more than `max` pixels (FFmpeg's own
+/// `max_pixels` guard, checked before a frame buffer is allocated), so a stream whose frames
+/// claim sizes its header did not is refused too.
+pub(crate) fn set_max_pixels(ctx: &mut codec::Context, max: u64) {
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    // SAFETY: `ctx` owns a valid, initialised `AVCodecContext`; `max_pixels` is a plain
+    // int64 field that FFmpeg reads when it opens the decoder and allocates frames.
+    unsafe {
+        (*ctx.as_mut_ptr()).max_pixels = max;
+    }
+}

@@ -87,6 +87,13 @@ pub mod ml;
 use std::time::Duration;
 
 pub use error::PipelineError;
+
+/// Largest frame side the pipeline decodes, in pixels. A file beyond it is refused as
+/// [`PipelineError::Unsupported`] before any frame is decoded: a header claiming
+/// 60000×60000 would otherwise make the decoder allocate gigabytes per frame.
+pub const MAX_FRAME_SIDE: u32 = 16_384;
+/// Largest frame area the pipeline decodes, in pixels (8192×8192, above 8K UHD).
+pub const MAX_FRAME_PIXELS: u64 = 8192 * 8192;
 use heimdex_core::sidecar::{AudioSummary, Shots, Technical};
 
 /// Any seekable byte source (a Connector's ranged stream implements this).

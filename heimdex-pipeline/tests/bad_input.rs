@@ -180,3 +180,70 @@ fn reader_errors_are_io_errors() {
     assert!(matches!(e, PipelineError::Io(_)), "{e:?}");
     assert!(e.to_string().contains("network went away"), "{e}");
 }
+
+/// A small 64x48 MJPEG AVI whose every JPEG frame, and with `headers` also the AVI main
+/// header and stream format, claim `width`×`height`: what a crafted or damaged file looks
+/// like to the decoder.
+fn claiming_size(dir: &std::path::Path, width: u16, height: u16, headers: bool) -> Vec<u8> {
+    let out = dir.join("small.avi");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=64x48:rate=5:duration=1",
+        "-c:v",
+        "mjpeg",
+        out.to_str().unwrap(),
+    ]);
+    let mut b = std::fs::read(&out).unwrap();
+    let find = |b: &[u8], pat: &[u8], from: usize| {
+        b[from..]
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|p| p + from)
+    };
+    let (w, h) = (u32::from(width), u32::from(height));
+    if headers {
+        let avih = find(&b, b"avih", 0).expect("avih") + 8;
+        b[avih + 32..avih + 36].copy_from_slice(&w.to_le_bytes());
+        b[avih + 36..avih + 40].copy_from_slice(&h.to_le_bytes());
+        let strf = find(&b, b"strf", 0).expect("strf") + 8;
+        b[strf + 4..strf + 8].copy_from_slice(&w.to_le_bytes());
+        b[strf + 8..strf + 12].copy_from_slice(&h.to_le_bytes());
+    }
+    let mut at = 0;
+    let mut frames = 0;
+    while let Some(sof) = find(&b, &[0xFF, 0xC0], at) {
+        b[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+        b[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+        at = sof + 2;
+        frames += 1;
+    }
+    assert!(frames >= 5, "patched {frames} frames");
+    b
+}
+
+#[test]
+fn huge_dimensions_are_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    // 16000x16000 is a valid size to FFmpeg (256 Mpx: ~384 MB a frame) but over our limit.
+    let bytes = claiming_size(dir.path(), 16_000, 16_000, true);
+    let t = probe_bytes(bytes.clone()).expect("the probe reads headers only");
+    assert_eq!(
+        t.video().map(|v| (v.width, v.height)),
+        Some((Some(16_000), Some(16_000)))
+    );
+    let e = analyze_bytes(bytes).unwrap_err();
+    match &e {
+        PipelineError::Unsupported { reason } => {
+            assert!(reason.contains("16000x16000"), "{reason}");
+            assert!(reason.contains("exceeds the limit"), "{reason}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    assert_eq!(e.kind(), heimdex_core::ErrorKind::BadMedia);
+    // Headers that say 64x48 and frames that claim 16000x16000: refused by the decoder's
+    // pixel guard frame by frame (nothing that size is allocated): bad media, not a crash.
+    let e = analyze_bytes(claiming_size(dir.path(), 16_000, 16_000, false)).unwrap_err();
+    assert_eq!(e.kind(), heimdex_core::ErrorKind::BadMedia, "{e:?}");
+}

@@ -586,10 +586,42 @@ async fn end_to_end_over_http() {
     assert_eq!(missing.status, 404, "another tenant's sidecar is not found");
 }
 
-/// A short audio-only file, next to the common bad inputs (zero bytes, random bytes,
-/// truncated). Not covered yet: media of huge dimensions (the pipeline has no size guard to
-/// test; a real file of that size is too heavy for CI).
+/// A short audio-only file and a file of huge dimensions (a small MJPEG AVI whose headers
+/// and frames claim 16000x16000), next to the common bad inputs (zero bytes, random bytes, truncated).
 fn write_more_bad_inputs(dir: &Path) {
+    let small = dir.join("huge.avi");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .args(["testsrc=size=64x48:rate=5:duration=1", "-c:v", "mjpeg"])
+        .arg(&small)
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut b = std::fs::read(&small).expect("read");
+    let at = |b: &[u8], tag: &[u8]| b.windows(4).position(|w| w == tag).expect("AVI header") + 8;
+    let side = 16_000u32.to_le_bytes();
+    let avih = at(&b, b"avih");
+    b[avih + 32..avih + 36].copy_from_slice(&side);
+    b[avih + 36..avih + 40].copy_from_slice(&side);
+    let strf = at(&b, b"strf");
+    b[strf + 4..strf + 8].copy_from_slice(&side);
+    b[strf + 8..strf + 12].copy_from_slice(&side);
+    // And every JPEG frame header (SOF0: FF C0, length, precision, height, width), which
+    // FFmpeg reads to fill in the stream's size.
+    let mut i = 0;
+    while i + 9 <= b.len() {
+        if b[i] == 0xFF && b[i + 1] == 0xC0 {
+            b[i + 5..i + 7].copy_from_slice(&16_000u16.to_be_bytes());
+            b[i + 7..i + 9].copy_from_slice(&16_000u16.to_be_bytes());
+        }
+        i += 1;
+    }
+    std::fs::write(&small, b).expect("write");
+
     let out = Command::new("ffmpeg")
         .args([
             "-v",
@@ -654,6 +686,7 @@ async fn bad_inputs_fail_their_own_jobs() {
         ("random.mp4", "not a media file"),
         ("truncated.mp4", ""),
         ("audio_only.mp4", "no video"),
+        ("huge.avi", "exceeds the limit"),
     ];
     for (key, words) in expected {
         let job = by_key
