@@ -118,6 +118,18 @@ impl SourceOptions {
         })
     }
 
+    /// The options that may be stored with a source: every option except secrets (keys
+    /// naming a secret, password, token, key, credential, signature or SAS), so a stored
+    /// source can be rebuilt after a restart with the same endpoint, region and style, and
+    /// credentials come from the environment (or are given again).
+    pub fn storable(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| !is_secret_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// All options in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -156,6 +168,22 @@ impl<K: AsRef<str>, V: Into<String>> Extend<(K, V)> for SourceOptions {
             self.insert(k, v);
         }
     }
+}
+
+/// Whether an option key names a secret (never stored, never shown).
+pub fn is_secret_key(key: &str) -> bool {
+    const SECRET_WORDS: [&str; 8] = [
+        "secret",
+        "password",
+        "token",
+        "key",
+        "credential",
+        "signature",
+        "sas",
+        "session",
+    ];
+    let k = key.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| k.contains(w)) && !k.ends_with("_path") && !k.ends_with("_file")
 }
 
 fn normalise_key(key: &str) -> String {
@@ -480,6 +508,29 @@ mod tests {
 
     fn parse(s: &str) -> SourceSpec {
         SourceSpec::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn only_settings_are_storable() {
+        let spec = parse("s3://bucket/p").with_options([
+            ("endpoint", "http://127.0.0.1:9000"),
+            ("Region", "eu-west-1"),
+            ("secret_access_key", "s3cr3t"),
+            ("access_key_id", "AKIA"),
+            ("session_token", "t"),
+            ("service_account_path", "/etc/sa.json"),
+            ("refresh_token", "r"),
+            ("sas", "sv=1"),
+        ]);
+        let stored: Vec<(String, String)> = spec.options().storable().into_iter().collect();
+        assert_eq!(
+            stored,
+            vec![
+                ("endpoint".to_owned(), "http://127.0.0.1:9000".to_owned()),
+                ("region".to_owned(), "eu-west-1".to_owned()),
+                ("service_account_path".to_owned(), "/etc/sa.json".to_owned()),
+            ]
+        );
     }
 
     #[test]

@@ -105,6 +105,14 @@ pub struct Source {
     pub uri: String,
     /// The change cursor after the last successful scan, if any.
     pub cursor: Option<String>,
+    /// Connector settings kept with the source so it can be rebuilt after a restart
+    /// (endpoint, region, …). Never secrets: credentials come from the environment or are
+    /// given again (see `heimdex_connectors::SourceOptions::storable`).
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// When the last successful scan finished, ms since the epoch.
+    #[serde(default)]
+    pub synced_ms: Option<i64>,
 }
 
 /// State of an asset in the archive.

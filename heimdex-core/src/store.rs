@@ -167,6 +167,10 @@ pub trait Store: Send + Sync + Debug {
     ) -> Result<Option<Source>, StoreError>;
     /// All sources of a tenant, by id.
     async fn list_sources(&self, tenant: &TenantId) -> Result<Vec<Source>, StoreError>;
+    /// Every tenant that has registered a source, in id order: the tenant directory a
+    /// scheduler or a worker process walks (reconcile, scheduled sync). It reveals tenant
+    /// ids only, never a tenant's data.
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError>;
 
     /// Insert or replace an asset.
     async fn upsert_asset(&self, asset: &Asset) -> Result<(), StoreError>;

@@ -228,6 +228,8 @@ async fn seed(store: &PostgresStore, name: &str) -> (TenantId, AssetId) {
             kind: "local".into(),
             uri: "/archive".into(),
             cursor: None,
+            options: Default::default(),
+            synced_ms: None,
         })
         .await
         .expect("source");

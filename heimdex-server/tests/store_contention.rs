@@ -54,6 +54,10 @@ impl Store for OneConnection {
         let _c = self.conn().await?;
         self.inner.list_sources(t).await
     }
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let _c = self.conn().await?;
+        self.inner.tenants().await
+    }
     async fn upsert_asset(&self, a: &Asset) -> Result<(), StoreError> {
         let _c = self.conn().await?;
         self.inner.upsert_asset(a).await

@@ -37,6 +37,7 @@ macro_rules! __store_scenarios {
     ($mode:ident $arg:expr, $attrs:tt) => {
         $crate::__conformance_expand! { $mode store, $arg, $attrs;
             sources,
+            tenant_directory,
             assets_upsert_get,
             assets_list_paging,
             delete_asset_cascades,
@@ -89,6 +90,8 @@ fn source(tenant: &TenantId, id: &str) -> Source {
         kind: "local".into(),
         uri: format!("/archive/{id}"),
         cursor: None,
+        options: [("region".to_owned(), "eu-west-1".to_owned())].into(),
+        synced_ms: None,
     }
 }
 
@@ -180,6 +183,9 @@ pub async fn sources(store: &dyn Store) {
     let mut a2 = a.clone();
     a2.cursor = Some("cursor-42".into());
     a2.uri = "/archive/moved".into();
+    a2.synced_ms = Some(1_700_000_000_123);
+    a2.options
+        .insert("endpoint".into(), "http://127.0.0.1:9000".into());
     ok("upsert a2", store.upsert_source(&a2).await);
     assert_eq!(
         ok("get a2", store.get_source(&t, &a.id).await),
@@ -192,6 +198,32 @@ pub async fn sources(store: &dyn Store) {
         Some(a)
     );
     assert_eq!(ok("list", store.list_sources(&t).await).len(), 2);
+}
+
+/// A tenant appears in the directory once it registers a source, once however many sources
+/// it has; a tenant with nothing registered does not.
+pub async fn tenant_directory(store: &dyn Store) {
+    let t = tenant("dir");
+    let idle = tenant("idle");
+    assert!(
+        !ok("tenants", store.tenants().await).contains(&t),
+        "a new tenant is not listed before it registers a source"
+    );
+    ok("upsert a", store.upsert_source(&source(&t, "a")).await);
+    ok("upsert b", store.upsert_source(&source(&t, "b")).await);
+    let all = ok("tenants", store.tenants().await);
+    assert_eq!(
+        all.iter().filter(|x| **x == t).count(),
+        1,
+        "listed once: {all:?}"
+    );
+    assert!(
+        !all.contains(&idle),
+        "a tenant without sources is not listed"
+    );
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted, "tenants are listed in id order");
 }
 
 /// Insert, full replace and get of assets.

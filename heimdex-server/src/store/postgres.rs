@@ -465,15 +465,31 @@ impl Store for PostgresStore {
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError> {
         let mut tx = self.begin(&source.tenant).await?;
         sqlx::query(
-            "INSERT INTO sources (tenant, id, kind, uri, cursor) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO sources (tenant, id, kind, uri, cursor, options, synced_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (tenant, id) DO UPDATE SET
-                 kind = EXCLUDED.kind, uri = EXCLUDED.uri, cursor = EXCLUDED.cursor",
+                 kind = EXCLUDED.kind, uri = EXCLUDED.uri, cursor = EXCLUDED.cursor,
+                 options = EXCLUDED.options, synced_ms = EXCLUDED.synced_ms",
         )
         .bind(source.tenant.as_str())
         .bind(source.id.as_str())
         .bind(&source.kind)
         .bind(&source.uri)
         .bind(source.cursor.as_deref())
+        .bind(
+            serde_json::to_string(&source.options)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
+        .bind(source.synced_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO tenant_directory (tenant, created_ms) VALUES ($1, $2)
+             ON CONFLICT (tenant) DO NOTHING",
+        )
+        .bind(source.tenant.as_str())
+        .bind(heimdex_core::time_util::now_ms())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -487,7 +503,7 @@ impl Store for PostgresStore {
     ) -> Result<Option<Source>, StoreError> {
         let mut tx = self.begin(tenant).await?;
         let row = sqlx::query(
-            "SELECT tenant, id, kind, uri, cursor FROM sources WHERE tenant = $1 AND id = $2",
+            "SELECT tenant, id, kind, uri, cursor, options, synced_ms FROM sources WHERE tenant = $1 AND id = $2",
         )
         .bind(tenant.as_str())
         .bind(id.as_str())
@@ -501,7 +517,7 @@ impl Store for PostgresStore {
     async fn list_sources(&self, tenant: &TenantId) -> Result<Vec<Source>, StoreError> {
         let mut tx = self.begin(tenant).await?;
         let rows = sqlx::query(
-            "SELECT tenant, id, kind, uri, cursor FROM sources WHERE tenant = $1 ORDER BY id",
+            "SELECT tenant, id, kind, uri, cursor, options, synced_ms FROM sources WHERE tenant = $1 ORDER BY id",
         )
         .bind(tenant.as_str())
         .fetch_all(&mut *tx)
@@ -509,6 +525,16 @@ impl Store for PostgresStore {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         rows.iter().map(source_from_row).collect()
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        // The directory has no row-level security: it holds tenant ids only.
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT tenant FROM tenant_directory ORDER BY tenant")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(rows.into_iter().map(|(t,)| TenantId::new(t)).collect())
     }
 
     async fn upsert_asset(&self, asset: &Asset) -> Result<(), StoreError> {

@@ -104,6 +104,12 @@ pub(super) fn source_from_row(row: &impl StoredRow) -> Result<Source, StoreError
         kind: row.text("kind")?,
         uri: row.text("uri")?,
         cursor: row.opt_text("cursor")?,
+        options: match row.opt_text("options")? {
+            Some(json) if !json.is_empty() => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("column `options`: {e}")))?,
+            _ => Default::default(),
+        },
+        synced_ms: row.opt_int("synced_ms")?,
     })
 }
 

@@ -235,15 +235,22 @@ impl StoredRow for SqliteRow {
 impl Store for SqliteStore {
     async fn upsert_source(&self, source: &Source) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sources (tenant, id, kind, uri, cursor) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO sources (tenant, id, kind, uri, cursor, options, synced_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (tenant, id) DO UPDATE SET
-                 kind = excluded.kind, uri = excluded.uri, cursor = excluded.cursor",
+                 kind = excluded.kind, uri = excluded.uri, cursor = excluded.cursor,
+                 options = excluded.options, synced_ms = excluded.synced_ms",
         )
         .bind(source.tenant.as_str())
         .bind(source.id.as_str())
         .bind(&source.kind)
         .bind(&source.uri)
         .bind(source.cursor.as_deref())
+        .bind(
+            serde_json::to_string(&source.options)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
+        .bind(source.synced_ms)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -256,7 +263,7 @@ impl Store for SqliteStore {
         id: &SourceId,
     ) -> Result<Option<Source>, StoreError> {
         let row = sqlx::query(
-            "SELECT tenant, id, kind, uri, cursor FROM sources WHERE tenant = ?1 AND id = ?2",
+            "SELECT tenant, id, kind, uri, cursor, options, synced_ms FROM sources WHERE tenant = ?1 AND id = ?2",
         )
         .bind(tenant.as_str())
         .bind(id.as_str())
@@ -268,13 +275,22 @@ impl Store for SqliteStore {
 
     async fn list_sources(&self, tenant: &TenantId) -> Result<Vec<Source>, StoreError> {
         let rows = sqlx::query(
-            "SELECT tenant, id, kind, uri, cursor FROM sources WHERE tenant = ?1 ORDER BY id",
+            "SELECT tenant, id, kind, uri, cursor, options, synced_ms FROM sources WHERE tenant = ?1 ORDER BY id",
         )
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
         rows.iter().map(source_from_row).collect()
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT tenant FROM sources ORDER BY tenant")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        Ok(rows.into_iter().map(|(t,)| TenantId::new(t)).collect())
     }
 
     async fn upsert_asset(&self, asset: &Asset) -> Result<(), StoreError> {
