@@ -290,9 +290,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .await
         .ok()
         .map(|s| (s.ready, s.delayed, s.in_flight, s.dead));
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(queue),
-    )
-        .into_response()
+    let mut text = state.metrics.render(queue);
+    let (hits, misses, held) = state.engine.query_cache_stats();
+    text.push_str(&format!(
+        "# HELP heimdex_query_cache_total Query-vector cache lookups by result.\n# TYPE heimdex_query_cache_total counter\nheimdex_query_cache_total{{result=\"hit\"}} {hits}\nheimdex_query_cache_total{{result=\"miss\"}} {misses}\n# HELP heimdex_query_cache_vectors Query vectors held.\n# TYPE heimdex_query_cache_vectors gauge\nheimdex_query_cache_vectors {held}\n"
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -27,7 +27,10 @@ pub struct NewSource {
     /// server's connectors allow).
     #[schema(min_length = 1)]
     pub uri: String,
-    /// Connector options (credentials, endpoints); not stored.
+    /// Connector options (endpoint, region, credentials). Settings are stored with the
+    /// source; secrets (keys naming a secret, password, token, key, credential) are used for
+    /// this request's connector only and never stored: the server's environment supplies them
+    /// after a restart.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -43,6 +46,10 @@ pub struct SourceOut {
     pub uri: String,
     /// Whether it has been synced at least once.
     pub synced: bool,
+    /// When the last sync finished (ms since the epoch), if ever.
+    pub synced_ms: Option<i64>,
+    /// Stored connector settings (never secrets).
+    pub options: BTreeMap<String, String>,
 }
 
 impl From<Source> for SourceOut {
@@ -52,6 +59,8 @@ impl From<Source> for SourceOut {
             kind: s.kind,
             uri: s.uri,
             synced: s.cursor.is_some(),
+            synced_ms: s.synced_ms,
+            options: s.options,
         }
     }
 }
@@ -349,7 +358,8 @@ pub async fn create_source(
     ApiJson(body): ApiJson<NewSource>,
 ) -> Result<Response, ApiError> {
     let spec = heimdex_connectors::SourceSpec::parse(&body.uri)
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+        .map_err(|e| ApiError::invalid(e.to_string()))?
+        .with_options(body.options);
     if let Some(kind) = &body.kind
         && kind != spec.kind()
         && !(kind == "local" && spec.kind() == "local-file")
@@ -360,7 +370,7 @@ pub async fn create_source(
         )));
     }
     state.allow_source(&spec)?;
-    let source = state.engine.add_source_uri(&tenant, &body.uri).await?;
+    let source = state.engine.add_source_spec(&tenant, spec).await?;
     Ok((
         axum::http::StatusCode::CREATED,
         axum::Json(SourceOut::from(source)),

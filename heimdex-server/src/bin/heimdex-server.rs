@@ -14,11 +14,12 @@
 //! (`HEIMDEX_MEDIA_URL=s3://bucket/prefix`, `AWS_*`) or a local directory. Scale-out modes
 //! need Postgres, Redis and Qdrant: they refuse to start on anything a single process owns.
 //!
-//! With the Redis queue, each process reconciles a tenant (enqueues again the unfinished
-//! jobs the Store knows, and, with the embedded index, restores documents a crash lost
-//! from their sidecars) the first time it serves that tenant, then every
-//! `HEIMDEX_RECONCILE_SECS`: the Store's row-level security gives the server no way to list
-//! every tenant at start (see docs/operations.md).
+//! Every process prepares each tenant of the Store's tenant directory at start (with the
+//! Redis queue, enqueues again the unfinished jobs the Store knows; with the embedded index,
+//! restores documents a crash lost from their sidecars), and a tenant first seen in a request
+//! before its first use; with Redis, every tenant is reconciled again every
+//! `HEIMDEX_RECONCILE_SECS`. API processes sync every registered source every
+//! `HEIMDEX_SYNC_SECS` (default 900; 0 turns the schedule off).
 //!
 //! Configuration comes from environment variables (the same names in deploy/.env.example,
 //! docker-compose and the native setup), optionally loaded first from a `KEY=VALUE` file
@@ -455,6 +456,11 @@ async fn run(mode: Mode) -> Result<()> {
                 defaults.retry.max_backoff.as_millis() as u64,
             )?),
         },
+        settle: Duration::from_millis(number(
+            "HEIMDEX_SETTLE_MS",
+            defaults.settle.as_millis() as u64,
+        )?),
+        query_cache: number("HEIMDEX_QUERY_CACHE", defaults.query_cache)?,
         ..defaults
     };
     if cfg.visibility < Duration::from_secs(3) {
@@ -528,6 +534,22 @@ async fn run(mode: Mode) -> Result<()> {
         !b.shared_index,
         redis_queue_in_use,
     ));
+    {
+        // Every tenant of the store's directory is prepared at start (worker-only processes
+        // too), then reconciled every HEIMDEX_RECONCILE_SECS when the queue is Redis.
+        let tenants = Arc::clone(&tenants);
+        let every = Duration::from_secs(number("HEIMDEX_RECONCILE_SECS", 300u64)?.max(1));
+        let shared_queue = redis_queue_in_use;
+        tokio::spawn(async move {
+            tenants.prepare_all().await;
+            if shared_queue {
+                loop {
+                    tokio::time::sleep(every).await;
+                    tenants.reconcile_all().await;
+                }
+            }
+        });
+    }
     if mode != Mode::Api {
         let engine = Arc::clone(&engine);
         let sink: Arc<dyn ProgressSink> = metrics.clone();
@@ -584,13 +606,15 @@ async fn run(mode: Mode) -> Result<()> {
                 }
             },
         ));
-        if redis_queue_in_use {
-            let seen = Arc::clone(&tenants);
-            let every = Duration::from_secs(number("HEIMDEX_RECONCILE_SECS", 300u64)?.max(1));
+        // Every registered source is synced on a schedule (and on demand through the API).
+        let sync_every = number("HEIMDEX_SYNC_SECS", 900u64)?;
+        if sync_every > 0 {
+            let tenants = Arc::clone(&tenants);
+            let every = Duration::from_secs(sync_every);
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    seen.reconcile_all().await;
+                    tenants.sync_all().await;
                 }
             });
         }
@@ -669,12 +693,57 @@ impl Tenants {
         }
     }
 
-    /// [`Engine::reconcile`] every tenant served so far.
+    /// The tenants of the store's directory plus those served so far (a tenant whose first
+    /// source is being registered right now), in id order.
+    async fn all(&self) -> Vec<heimdex_core::TenantId> {
+        let mut all = match self.engine.store().tenants().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing tenants");
+                Vec::new()
+            }
+        };
+        all.extend(self.seen.lock().await.keys().cloned());
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// [`prepare`](Self::prepare) every tenant of the directory (at start).
+    async fn prepare_all(&self) {
+        for tenant in self.all().await {
+            self.prepare(&tenant).await;
+        }
+    }
+
+    /// [`Engine::reconcile`] every tenant.
     async fn reconcile_all(&self) {
-        let tenants: Vec<_> = self.seen.lock().await.keys().cloned().collect();
-        for tenant in tenants {
+        for tenant in self.all().await {
             if let Err(e) = self.engine.reconcile(&tenant).await {
                 tracing::warn!(%tenant, error = %e, "reconcile");
+            }
+        }
+    }
+
+    /// Scan every source of every tenant: new and modified media queued, deleted media
+    /// removed. A source that fails (unreachable, credentials) is logged and skipped.
+    async fn sync_all(&self) {
+        for tenant in self.all().await {
+            let sources = match self.engine.sources(&tenant).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e, "listing sources for the scheduled sync");
+                    continue;
+                }
+            };
+            for s in sources {
+                match self.engine.scan(&tenant, &s.id).await {
+                    Ok(r) => tracing::info!(%tenant, source = %s.id, new = r.new,
+                        modified = r.modified, deleted = r.deleted, "scheduled sync"),
+                    Err(e) => {
+                        tracing::warn!(%tenant, source = %s.id, error = %e, "scheduled sync")
+                    }
+                }
             }
         }
     }

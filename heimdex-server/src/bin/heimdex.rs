@@ -53,11 +53,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Index folders and files of video in place (unchanged files cost nothing on re-runs).
+    /// Index sources of video in place: folders, files or source URIs (`s3://bucket/prefix`,
+    /// `gs://…`, `az://…`, `https://…`, `gdrive://folder/ID`, as compiled in). Re-runs sync only
+    /// what changed; with no source, every registered source is synced.
     Index {
-        /// Folders or files.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
+        /// Folders, files or source URIs; none: every registered source.
+        #[arg(value_name = "SOURCE")]
+        sources: Vec<String>,
+        /// A connector option, KEY=VALUE (endpoint, region, …); repeatable. Credentials are
+        /// best left to the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*);
+        /// options that are secrets are used for this run only and never stored.
+        #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
+        options: Vec<String>,
         /// Jobs processed at once.
         #[arg(long, default_value_t = 2)]
         jobs: usize,
@@ -113,6 +120,12 @@ enum Command {
     },
     /// Rebuild the search index from the stored sidecars (no extraction, no models).
     Reindex,
+    /// Registered sources: kind, URI, stored settings and when each was last synced.
+    Sources {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Find gaps between the store, the index and the stored sidecars/thumbnails.
     Check {
         /// Fix what was found: rebuild missing documents from sidecars, delete orphans,
@@ -376,9 +389,19 @@ async fn open(
     writer: Option<&str>,
 ) -> Result<Engine> {
     let home = &cli.home;
+    let defaults = EngineConfig::default();
+    let settle = match std::env::var("HEIMDEX_SETTLE_MS") {
+        Ok(v) => Duration::from_millis(
+            v.trim()
+                .parse()
+                .with_context(|| format!("HEIMDEX_SETTLE_MS={v}: expected milliseconds"))?,
+        ),
+        Err(_) => defaults.settle,
+    };
     let cfg = EngineConfig {
         concurrency: jobs.max(1),
-        ..EngineConfig::default()
+        settle,
+        ..defaults
     };
     let lock = match writer {
         Some(what) => Some(writer_lock(home, what).await?),
@@ -415,11 +438,38 @@ async fn open(
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Index {
-            ref paths,
+            ref sources,
+            ref options,
             jobs,
             quiet,
             ref language,
-        } => index(&cli, paths, jobs, quiet, language.clone()).await,
+        } => index(&cli, sources, options, jobs, quiet, language.clone()).await,
+        Command::Sources { json } => {
+            let engine = open(&cli, 1, Load::Nothing, None, None).await?;
+            let sources = engine.sources(&tenant()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sources)?);
+            } else if sources.is_empty() {
+                println!("no sources yet: `heimdex index SOURCE` registers and syncs one");
+            } else {
+                for s in &sources {
+                    let synced = s
+                        .synced_ms
+                        .and_then(heimdex_core::time_util::rfc3339_of_ms)
+                        .unwrap_or_else(|| "never".to_owned());
+                    let settings = s
+                        .options
+                        .iter()
+                        .map(|(k, v)| format!(" {k}={v}"))
+                        .collect::<String>();
+                    println!(
+                        "{}  {:<10} {}  last sync {synced}{settings}",
+                        s.id, s.kind, s.uri
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Search {
             ref query,
             ref image,
@@ -715,18 +765,48 @@ fn ids(ids: &[heimdex_core::AssetId]) -> Vec<String> {
 
 async fn index(
     cli: &Cli,
-    paths: &[PathBuf],
+    sources: &[String],
+    options: &[String],
     jobs: usize,
     quiet: bool,
     language: Option<String>,
 ) -> Result<ExitCode> {
+    let mut opts = Vec::with_capacity(options.len());
+    for o in options {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--option {o:?}: expected KEY=VALUE"))?;
+        opts.push((k.trim().to_owned(), v.to_owned()));
+    }
     let engine = open(cli, jobs, Load::Stages, language, Some("index")).await?;
     let t = tenant();
     let mut bad_paths = 0;
     let (mut new, mut modified, mut deleted) = (0, 0, 0);
     let mut scanned = Vec::new();
-    for path in paths {
-        let source = match engine.add_local_path(&t, path).await {
+    let registered;
+    let targets: Vec<Result<heimdex_core::Source, EngineError>> = if sources.is_empty() {
+        registered = engine.sources(&t).await?;
+        if registered.is_empty() {
+            anyhow::bail!("no sources registered yet: give folders, files or source URIs to index");
+        }
+        registered.iter().cloned().map(Ok).collect()
+    } else {
+        let mut v = Vec::with_capacity(sources.len());
+        for s in sources {
+            let added = match heimdex_connectors::SourceSpec::parse(s) {
+                Ok(spec) => {
+                    engine
+                        .add_source_spec(&t, spec.with_options(opts.iter().cloned()))
+                        .await
+                }
+                Err(e) => Err(e.into()),
+            };
+            v.push(added);
+        }
+        v
+    };
+    for target in targets {
+        let source = match target {
             Ok(s) => s,
             Err(e) => {
                 report(&anyhow::Error::new(e));

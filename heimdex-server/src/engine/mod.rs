@@ -22,6 +22,7 @@
 mod error;
 mod home;
 mod persons;
+mod query_cache;
 mod repair;
 mod worker;
 
@@ -75,6 +76,15 @@ pub struct EngineConfig {
     pub retry: RetryPolicy,
     /// Cosine similarity a hit found only by vector search must reach to be returned.
     pub min_vector_similarity: f32,
+    /// How long an object must stay unchanged before it is ingested: a job looks at its
+    /// object again before reading it, and an object whose version differs from the scan's,
+    /// or that was modified less than this long ago, is looked at again after this pause,
+    /// until two looks agree (a file still being copied or uploaded is not ingested half
+    /// written). `HEIMDEX_SETTLE_MS`; zero turns the wait off.
+    pub settle: Duration,
+    /// Query vectors remembered (repeated queries, the next page of results, skip the
+    /// encoder); 0 turns the cache off. `HEIMDEX_QUERY_CACHE`.
+    pub query_cache: usize,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +100,8 @@ impl Default for EngineConfig {
                 max_backoff: Duration::from_secs(30),
             },
             min_vector_similarity: 0.35,
+            settle: Duration::from_millis(1000),
+            query_cache: 4096,
         }
     }
 }
@@ -146,6 +158,8 @@ pub struct Engine {
     pub(crate) media_root: Option<PathBuf>,
     pub(crate) extractors: Vec<Arc<dyn Extractor>>,
     pub(crate) query_encoders: Vec<Arc<dyn QueryEncoder>>,
+    /// Recently encoded query vectors.
+    pub(crate) query_vectors: query_cache::QueryVectors,
     /// Connectors by (tenant, source).
     pub(crate) connectors: Mutex<BTreeMap<(TenantId, SourceId), Arc<dyn Connector>>>,
     /// Builds connectors from a source's kind and URI.
@@ -164,6 +178,7 @@ impl Engine {
         media: Arc<dyn ObjectStore>,
     ) -> Self {
         Self {
+            query_vectors: query_cache::QueryVectors::new(cfg.query_cache),
             cfg,
             store,
             queue,
@@ -263,6 +278,12 @@ impl Engine {
         &self.extractors
     }
 
+    /// Query-vector cache: (hits, misses, vectors held).
+    pub fn query_cache_stats(&self) -> (u64, u64, usize) {
+        let (hits, misses) = self.query_vectors.stats();
+        (hits, misses, self.query_vectors.len())
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -297,6 +318,8 @@ impl Engine {
                     kind: kind.to_owned(),
                     uri: uri.to_owned(),
                     cursor: None,
+                    options: Default::default(),
+                    synced_ms: None,
                 };
                 self.store.upsert_source(&s).await?;
                 s
@@ -309,20 +332,59 @@ impl Engine {
         Ok(source)
     }
 
-    /// Register a source of `tenant` from a URI (`file:///…` or a plain path today; more
-    /// kinds as the registry knows them), building its connector with the registry. The
-    /// source id is derived from the normalised URI, so adding the same place twice finds
-    /// the same source.
+    /// Register a source of `tenant` from a URI (a local path or `file://` URI, or any
+    /// scheme the registry has a connector for), building its connector with the registry.
+    /// The source id is derived from the normalised URI, so adding the same place twice
+    /// finds the same source.
     pub async fn add_source_uri(
         &self,
         tenant: &TenantId,
         uri: &str,
     ) -> Result<Source, EngineError> {
         let spec = heimdex_connectors::SourceSpec::parse(uri)?;
+        self.add_source_spec(tenant, spec).await
+    }
+
+    /// Register a parsed source of `tenant` with its options. The connector is built with
+    /// every option (credentials included); the source is stored with the options that are
+    /// not secrets ([`SourceOptions::storable`](heimdex_connectors::SourceOptions::storable)),
+    /// replacing those stored before when new ones are given, so it can be rebuilt after a
+    /// restart with credentials from the environment.
+    pub async fn add_source_spec(
+        &self,
+        tenant: &TenantId,
+        spec: heimdex_connectors::SourceSpec,
+    ) -> Result<Source, EngineError> {
         let connector = self.registry.build(&spec)?;
         let id = source_id(spec.kind(), spec.uri());
-        self.add_source(tenant, id, spec.kind(), spec.uri(), connector)
+        let storable = spec.options().storable();
+        let source = match self.store.get_source(tenant, &id).await? {
+            Some(mut s) => {
+                if !storable.is_empty() && s.options != storable {
+                    s.options = storable;
+                    self.store.upsert_source(&s).await?;
+                }
+                s
+            }
+            None => {
+                let s = Source {
+                    tenant: tenant.clone(),
+                    id: id.clone(),
+                    kind: spec.kind().to_owned(),
+                    uri: spec.uri().to_owned(),
+                    cursor: None,
+                    options: storable,
+                    synced_ms: None,
+                };
+                self.store.upsert_source(&s).await?;
+                s
+            }
+        };
+        self.connectors
+            .lock()
             .await
+            .insert((tenant.clone(), id), connector);
+        Ok(source)
     }
 
     /// Register a local folder or single file as a source of `tenant`.
@@ -345,7 +407,7 @@ impl Engine {
                 continue;
             }
             let built = heimdex_connectors::SourceSpec::stored(&s.kind, &s.uri)
-                .and_then(|spec| self.registry.build(&spec));
+                .and_then(|spec| self.registry.build(&spec.with_options(s.options.clone())));
             match built {
                 Ok(c) => {
                     self.connectors.lock().await.insert(key, c);
@@ -428,6 +490,7 @@ impl Engine {
             }
         }
         src.cursor = Some(changes.cursor);
+        src.synced_ms = Some(heimdex_core::time_util::now_ms());
         self.store.upsert_source(&src).await?;
         if report.deleted > 0 {
             self.index.flush().await?;
@@ -510,16 +573,24 @@ impl Engine {
         let mut fetch = fetch;
         let encoder = self.query_encoders.iter().find(|e| e.space() == "text");
         if let (Some(text), None, Some(enc)) = (&fetch.text, &fetch.vector, encoder) {
-            let enc = Arc::clone(enc);
-            let text = text.clone();
-            let vector = tokio::task::spawn_blocking(move || enc.encode(&text))
-                .await
-                .map_err(|e| EngineError::Task(e.to_string()))?
-                .map_err(|source| EngineError::Extractor {
-                    name: "query encoder".into(),
-                    source,
-                })?;
-            fetch = fetch.with_vector("text", vector);
+            let vector = match self.query_vectors.get("text", text) {
+                Some(v) => v,
+                None => {
+                    let enc = Arc::clone(enc);
+                    let owned = text.clone();
+                    let v = tokio::task::spawn_blocking(move || enc.encode(&owned))
+                        .await
+                        .map_err(|e| EngineError::Task(e.to_string()))?
+                        .map_err(|source| EngineError::Extractor {
+                            name: "query encoder".into(),
+                            source,
+                        })?;
+                    let v = Arc::new(v);
+                    self.query_vectors.put("text", text, Arc::clone(&v));
+                    v
+                }
+            };
+            fetch = fetch.with_vector("text", vector.as_ref().clone());
         }
         let hits: Vec<SearchHit> = match self.index.search(&fetch).await {
             // No document has vectors of the query's space yet (indexed without models):

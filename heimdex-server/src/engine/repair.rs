@@ -78,14 +78,51 @@ const READ_AHEAD: usize = 8;
 impl Engine {
     /// Enqueue every pending or processing job of `tenant` again. Enqueueing a job the queue
     /// already holds does nothing, so this only adds what a crash lost between the Store and
-    /// the Queue. Returns how many jobs were looked at.
+    /// the Queue. A job the queue dead-lettered without a worker recording it (its lease ran
+    /// out on the last attempt: the job killed its worker every time) is recorded as failed
+    /// with the queue's reason instead of being revived. Returns how many jobs were looked at.
     pub async fn reconcile(&self, tenant: &TenantId) -> Result<u64, EngineError> {
+        let dead: BTreeMap<_, _> = self
+            .queue
+            .dead_letters()
+            .await?
+            .into_iter()
+            .filter(|d| d.message.tenant == *tenant)
+            .map(|d| (d.message.job.clone(), d))
+            .collect();
         let mut n = 0;
         for state in ["pending", "processing"] {
             let mut q = JobQuery::tenant(tenant.clone());
             q.state = Some(state.into());
             q.limit = Some(u32::MAX);
-            for job in self.store.list_jobs(&q).await? {
+            for mut job in self.store.list_jobs(&q).await? {
+                if let Some(d) = dead.get(&job.id) {
+                    let reason = format!(
+                        "{} (gave up after {} attempts)",
+                        if d.reason.is_empty() {
+                            "the worker stopped during the job"
+                        } else {
+                            d.reason.as_str()
+                        },
+                        d.attempts
+                    );
+                    tracing::warn!(%tenant, job = %job.id, %reason, "dead-lettered by the queue: failed");
+                    job.attempts = d.attempts;
+                    job.last_error = Some(reason.clone());
+                    job.state = heimdex_core::model::JobState::Failed { reason };
+                    job.updated_ms = heimdex_core::time_util::now_ms();
+                    self.store.update_job(&job).await?;
+                    if let Some(mut asset) = self.store.get_asset(tenant, &job.asset).await?
+                        && asset.version == job.asset_version
+                        && asset.state != AssetState::Indexed
+                    {
+                        asset.state = AssetState::Failed;
+                        asset.updated_ms = job.updated_ms;
+                        self.store.upsert_asset(&asset).await?;
+                    }
+                    n += 1;
+                    continue;
+                }
                 self.queue
                     .enqueue(&QueueMessage {
                         tenant: tenant.clone(),

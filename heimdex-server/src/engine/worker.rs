@@ -106,6 +106,18 @@ pub struct RunReport {
 
 /// The media-store folder of a tenant: every sidecar and thumbnail of the tenant lives
 /// under it (the tenant id is one encoded path segment, so no id can reach into another's).
+/// What a job's look at its object found.
+enum Look {
+    /// The object is gone.
+    Gone,
+    /// The source could not be asked; the job goes on and fails with the source's reason.
+    Unknown,
+    /// Two looks agreed and it was not modified within the settle window.
+    Stable(heimdex_core::ObjectMeta),
+    /// Still changing after every look (its last version).
+    StillChanging(String),
+}
+
 pub(crate) fn tenant_prefix(tenant: &TenantId) -> ObjectPath {
     ObjectPath::from_iter([tenant.as_str()])
 }
@@ -436,22 +448,55 @@ impl Engine {
             self.queue.ack(delivery).await?;
             return Ok(JobOutcome::Skipped);
         }
-        // The object may be gone since the scan that queued this job (deleted between two
-        // runs, or while a killed run had not yet recorded the scan): it leaves everything.
-        let gone = match self.connector(&tenant, &asset.source).await {
-            Ok(c) => matches!(
-                c.stat(&asset.key).await,
-                Err(heimdex_core::ConnectorError::NotFound { .. })
-            ),
+        // Look at the object again before reading it: gone since the scan → it leaves
+        // everything; changed since the scan or still being written → wait until it is
+        // stable, then index the version that is there.
+        let asset = match self.look_until_stable(&asset).await {
+            Look::Gone => {
+                self.remove_asset(&tenant, &asset.id).await?;
+                self.queue.ack(delivery).await?;
+                tracing::info!(asset = %asset.key, "gone from its source: removed");
+                return Ok(JobOutcome::Skipped);
+            }
             // A source that cannot be reached fails the job below, with its reason.
-            Err(_) => false,
+            Look::Unknown => asset,
+            Look::Stable(meta) if meta.version != asset.version => {
+                tracing::info!(asset = %asset.key, from = %asset.version, to = %meta.version,
+                    "changed since the scan: indexing the current version");
+                let mut current = asset.clone();
+                current.version = meta.version;
+                current.size = meta.size;
+                current.updated_ms = now_ms();
+                self.store.upsert_asset(&current).await?;
+                job.asset_version = current.version.clone();
+                current
+            }
+            Look::Stable(_) => asset,
+            Look::StillChanging(version) => {
+                let reason = format!(
+                    "{} is still changing (version {version}); retried once it is stable",
+                    asset.key
+                );
+                let outcome = match self.queue.nack(delivery, &reason).await? {
+                    NackOutcome::Retry { after } => {
+                        job.last_error = Some(reason.clone());
+                        self.set_job(&mut job, JobState::Pending).await?;
+                        JobOutcome::Retrying { reason, after }
+                    }
+                    NackOutcome::DeadLettered => {
+                        self.set_job(
+                            &mut job,
+                            JobState::Failed {
+                                reason: reason.clone(),
+                            },
+                        )
+                        .await?;
+                        JobOutcome::Failed { reason }
+                    }
+                };
+                return Ok(outcome);
+            }
         };
-        if gone {
-            self.remove_asset(&tenant, &asset.id).await?;
-            self.queue.ack(delivery).await?;
-            tracing::info!(asset = %asset.key, "gone from its source: removed");
-            return Ok(JobOutcome::Skipped);
-        }
         sink.event(ProgressEvent::Started {
             key: asset.key.clone(),
         });
@@ -573,6 +618,43 @@ impl Engine {
             outcome: outcome.clone(),
         });
         Ok(outcome)
+    }
+
+    /// Look at the object of `asset` until two looks agree on its version and it was last
+    /// modified at least [`EngineConfig::settle`] ago (the scan's look counts as the first).
+    async fn look_until_stable(&self, asset: &Asset) -> Look {
+        const MAX_LOOKS: u32 = 10;
+        let Ok(connector) = self.connector(&asset.tenant, &asset.source).await else {
+            return Look::Unknown;
+        };
+        let settle = self.cfg.settle;
+        let mut previous = asset.version.clone();
+        for look in 0..MAX_LOOKS {
+            let meta = match connector.stat(&asset.key).await {
+                Ok(m) => m,
+                Err(heimdex_core::ConnectorError::NotFound { .. }) => return Look::Gone,
+                Err(_) => return Look::Unknown,
+            };
+            let age = meta
+                .modified_ms
+                .map(|m| Duration::from_millis(now_ms().saturating_sub(m).max(0) as u64));
+            let fresh = age.is_some_and(|a| a < settle);
+            if meta.version == previous && !fresh {
+                return Look::Stable(meta);
+            }
+            if settle.is_zero() {
+                return Look::Stable(meta);
+            }
+            tracing::debug!(asset = %asset.key, look, version = %meta.version, "not stable yet");
+            // Wait out the rest of the window of a fresh file, else a whole window.
+            let pause = match age {
+                Some(a) if fresh && meta.version == previous => settle - a,
+                _ => settle,
+            };
+            tokio::time::sleep(pause.max(Duration::from_millis(20))).await;
+            previous = meta.version;
+        }
+        Look::StillChanging(previous)
     }
 
     async fn set_job(&self, job: &mut Job, state: JobState) -> Result<(), EngineError> {
@@ -724,6 +806,7 @@ impl Engine {
         let opts = self.cfg.analyze.clone();
         let block = self.cfg.read_block;
         let key = asset.key.clone();
+        let version = asset.version.clone();
         let size = asset.size;
         // The reporting closure is not 'static; forward progress through a channel.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, f32)>();
@@ -739,7 +822,10 @@ impl Engine {
         let asset_id = asset.id.clone();
         let tenant = asset.tenant.clone();
         let task = tokio::task::spawn_blocking(move || -> Result<Computed, EngineError> {
-            let reader = RangeReader::new(connector, key, size, block, handle);
+            // Read only the version this job indexes: a replacement mid-read fails the read
+            // (transient), and the retry indexes the new version.
+            let reader =
+                RangeReader::new(connector, key, size, block, handle).with_version(version);
             let started = Instant::now();
             let progress_tx = tx.clone();
             let analysis = heimdex_pipeline::analyze(Box::new(reader), &opts, &mut |p| {
