@@ -198,6 +198,12 @@ pub trait QueryEncoder: Send + Sync + Debug {
     fn space(&self) -> &str;
     /// Encode one query.
     fn encode(&self, text: &str) -> Result<Vec<f32>, ExtractError>;
+    /// Encode several queries at once, one vector per text, in order. Servers batch the
+    /// queries that arrive together; a model runs a batch faster than its texts one by one.
+    /// The default encodes them one by one.
+    fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ExtractError> {
+        texts.iter().map(|t| self.encode(t)).collect()
+    }
 }
 
 /// Order stages so that every stage comes after the stages named in its

@@ -360,6 +360,9 @@ mod ml {
         fn encode(&self, text: &str) -> Result<Vec<f32>, ExtractError> {
             Ok(self.0.get()?.embedder().embed_one(text)?)
         }
+        fn encode_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ExtractError> {
+            Ok(self.0.get()?.embedder().embed(texts)?)
+        }
     }
 
     fn env_path(name: &str) -> Option<std::path::PathBuf> {

@@ -292,8 +292,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .map(|s| (s.ready, s.delayed, s.in_flight, s.dead));
     let mut text = state.metrics.render(queue);
     let (hits, misses, held) = state.engine.query_cache_stats();
+    let (batches, encoded) = state.engine.query_batch_stats();
     text.push_str(&format!(
-        "# HELP heimdex_query_cache_total Query-vector cache lookups by result.\n# TYPE heimdex_query_cache_total counter\nheimdex_query_cache_total{{result=\"hit\"}} {hits}\nheimdex_query_cache_total{{result=\"miss\"}} {misses}\n# HELP heimdex_query_cache_vectors Query vectors held.\n# TYPE heimdex_query_cache_vectors gauge\nheimdex_query_cache_vectors {held}\n"
+        "# HELP heimdex_query_cache_total Query-vector cache lookups by result.\n# TYPE heimdex_query_cache_total counter\nheimdex_query_cache_total{{result=\"hit\"}} {hits}\nheimdex_query_cache_total{{result=\"miss\"}} {misses}\n# HELP heimdex_query_cache_vectors Query vectors held.\n# TYPE heimdex_query_cache_vectors gauge\nheimdex_query_cache_vectors {held}\n# HELP heimdex_query_encoder_batches_total Query-encoder calls (batches) and the queries they encoded.\n# TYPE heimdex_query_encoder_batches_total counter\nheimdex_query_encoder_batches_total {batches}\n# TYPE heimdex_query_encoder_queries_total counter\nheimdex_query_encoder_queries_total {encoded}\n"
     ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -22,6 +22,7 @@
 mod error;
 mod home;
 mod persons;
+mod query_batch;
 mod query_cache;
 mod repair;
 mod worker;
@@ -157,7 +158,8 @@ pub struct Engine {
     /// Local root of `media`, when it is a local directory (for printing thumbnail paths).
     pub(crate) media_root: Option<PathBuf>,
     pub(crate) extractors: Vec<Arc<dyn Extractor>>,
-    pub(crate) query_encoders: Vec<Arc<dyn QueryEncoder>>,
+    /// Query encoders, each behind a batcher (concurrent queries share model calls).
+    pub(crate) query_encoders: Vec<Arc<query_batch::QueryBatcher>>,
     /// Recently encoded query vectors.
     pub(crate) query_vectors: query_cache::QueryVectors,
     /// Connectors by (tenant, source).
@@ -269,7 +271,8 @@ impl Engine {
 
     /// Add a query encoder: keyword searches then also search its vector space (hybrid).
     pub fn with_query_encoder(mut self, encoder: Arc<dyn QueryEncoder>) -> Self {
-        self.query_encoders.push(encoder);
+        self.query_encoders
+            .push(query_batch::QueryBatcher::new(encoder));
         self
     }
 
@@ -282,6 +285,14 @@ impl Engine {
     pub fn query_cache_stats(&self) -> (u64, u64, usize) {
         let (hits, misses) = self.query_vectors.stats();
         (hits, misses, self.query_vectors.len())
+    }
+
+    /// Query encoding: (encoder batches run, queries encoded in them), over every encoder.
+    pub fn query_batch_stats(&self) -> (u64, u64) {
+        self.query_encoders
+            .iter()
+            .map(|b| b.stats())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// The store.
@@ -576,11 +587,9 @@ impl Engine {
             let vector = match self.query_vectors.get("text", text) {
                 Some(v) => v,
                 None => {
-                    let enc = Arc::clone(enc);
-                    let owned = text.clone();
-                    let v = tokio::task::spawn_blocking(move || enc.encode(&owned))
+                    let v = enc
+                        .encode(text)
                         .await
-                        .map_err(|e| EngineError::Task(e.to_string()))?
                         .map_err(|source| EngineError::Extractor {
                             name: "query encoder".into(),
                             source,
