@@ -24,6 +24,26 @@ if ! command -v moto_server >/dev/null 2>&1 && ! python3 -c 'import moto.server'
   echo "deps: installing moto[server] (S3 for the native stack)"
   python3 -m pip install -q 'moto[server]'
 fi
+# Emulators for the object-store connector tests (heimdex-connectors/tests/object_stores.rs):
+# WebDAV for the http connector (wsgidav on cheroot) and Azure Blob Storage (Azurite, npm,
+# installed under $HEIMDEX_NPM_PREFIX, default ~/.cache/heimdex-npm, where the tests look).
+if ! command -v wsgidav >/dev/null 2>&1 || ! python3 -c 'import cheroot' 2>/dev/null; then
+  echo "deps: installing wsgidav and cheroot (WebDAV server for the http connector tests)"
+  python3 -m pip install -q wsgidav cheroot
+fi
+npm_prefix="${HEIMDEX_NPM_PREFIX:-$HOME/.cache/heimdex-npm}"
+if [ ! -x "$npm_prefix/node_modules/.bin/azurite-blob" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: installing nodejs and npm (for Azurite)"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  echo "deps: installing azurite into $npm_prefix (Azure Blob emulator for the azure connector tests)"
+  mkdir -p "$npm_prefix"
+  npm install -s --no-audit --no-fund --prefix "$npm_prefix" azurite >/dev/null
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "deps: cargo-nextest not found; tests will run with cargo test"
 fi

@@ -9,6 +9,14 @@
 //! | feature | backend |
 //! |---|---|
 //! | `local` (default) | [`local::LocalConnector`]: a folder (or one file) on a local disk |
+//! | `s3` | [`object::s3`]: Amazon S3 and S3-compatible stores (MinIO), `s3://bucket/prefix` |
+//! | `gcs` | [`object::gcs`]: Google Cloud Storage, `gs://bucket/prefix` |
+//! | `azure` | [`object::azure`]: Azure Blob Storage, `az://container/prefix` |
+//! | `http` | [`object::http`]: a web server, `https://host/folder/` (WebDAV) or one file |
+//!
+//! The object-store backends share [`object::ObjectStoreConnector`] (any `object_store`
+//! store plus a prefix); their URIs, options and environment variables are in
+//! [`object`]'s docs.
 //!
 //! ## Sources are URIs
 //!
@@ -46,6 +54,8 @@
 
 #[cfg(feature = "local")]
 pub mod local;
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "http"))]
+pub mod object;
 pub mod range_reader;
 pub mod registry;
 pub mod source;
