@@ -9,6 +9,7 @@
 //! | feature | backend |
 //! |---|---|
 //! | `local` (default) | [`local::LocalConnector`]: a folder (or one file) on a local disk |
+//! | `gdrive` | [`gdrive::GDriveConnector`]: a Google Drive folder, shared drive or My Drive (Drive v3 API; changes feed) |
 //! | `s3` | [`object::s3`]: Amazon S3 and S3-compatible stores (MinIO), `s3://bucket/prefix` |
 //! | `gcs` | [`object::gcs`]: Google Cloud Storage, `gs://bucket/prefix` |
 //! | `azure` | [`object::azure`]: Azure Blob Storage, `az://container/prefix` |
@@ -52,6 +53,8 @@
 //! The local kinds are `local` (a folder) and `local-file` (one file); their stored URI is
 //! the plain absolute path, as sources stored by earlier versions have it.
 
+#[cfg(feature = "gdrive")]
+pub mod gdrive;
 #[cfg(feature = "local")]
 pub mod local;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "http"))]
@@ -60,6 +63,8 @@ pub mod range_reader;
 pub mod registry;
 pub mod source;
 
+#[cfg(feature = "gdrive")]
+pub use gdrive::GDriveConnector;
 #[cfg(feature = "local")]
 pub use local::LocalConnector;
 pub use range_reader::{RangeReader, ReadStats};

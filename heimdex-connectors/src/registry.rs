@@ -72,6 +72,7 @@ impl ConnectorRegistry {
     /// The backends compiled into this crate: with feature `local`, `local` (a folder) and
     /// `local-file` (one file); with features `s3`, `gcs`, `azure` and `http`, the kinds
     /// `s3`, `gs`, `az` and `http` (see [`crate::object`]).
+    /// With feature `gdrive`, `gdrive` (see [`crate::gdrive`]).
     pub fn new() -> Self {
         #[allow(unused_mut)]
         let mut r = Self::empty();
@@ -101,6 +102,10 @@ impl ConnectorRegistry {
         #[cfg(feature = "http")]
         r.register(kind::HTTP, |spec: &SourceSpec| {
             Ok(Arc::new(crate::object::http::build(spec)?) as Arc<dyn Connector>)
+        });
+        #[cfg(feature = "gdrive")]
+        r.register(kind::GDRIVE, |spec: &SourceSpec| {
+            Ok(Arc::new(crate::GDriveConnector::from_spec(spec)?) as Arc<dyn Connector>)
         });
         r
     }
@@ -295,6 +300,7 @@ mod tests {
         feature = "local",
         not(any(feature = "s3", feature = "gcs", feature = "azure", feature = "http"))
     ))]
+    #[cfg(not(feature = "gdrive"))]
     fn schemes_and_debug() {
         let r = ConnectorRegistry::default().with(kind::HTTP, |_: &SourceSpec| {
             Err(SourceError::InvalidOption {
