@@ -12,6 +12,7 @@
 //! | `az://container/prefix` (also `azure://`) | `az` | `az://container/prefix` |
 //! | `https://host/path/` (or `http://`) | `http` | `https://host/path/` |
 //! | `gdrive://folder/<id>` | `gdrive` | `gdrive://folder/<id>` |
+//! | `gdrive://shared-drive/<id>`, `gdrive://my-drive` | `gdrive` | verbatim |
 //! | `other://authority/rest` | `other` | verbatim, scheme lower-cased |
 //!
 //! Parsing only reads the string, except for local paths: they are made absolute and
@@ -49,7 +50,7 @@ pub mod kind {
     pub const AZURE: &str = "az";
     /// A web server: `https://host/path/` (and `http://`).
     pub const HTTP: &str = "http";
-    /// Google Drive: `gdrive://folder/<id>`.
+    /// Google Drive: `gdrive://folder/<id>`, `gdrive://shared-drive/<id>`, `gdrive://my-drive`.
     pub const GDRIVE: &str = "gdrive";
 }
 

@@ -362,6 +362,12 @@ async fn changes_feed_reports_each_change_once_in_key_order() {
     );
     // Incremental: the changes page, no listing.
     assert_eq!(d.counts().list, 0, "{:?}", d.counts());
+    eprintln!(
+        "9 file changes synced with {} requests ({} changes.list, {} files.get)",
+        d.counts().drive_requests,
+        d.counts().changes,
+        d.counts().get
+    );
     let modified = delta
         .changes
         .iter()

@@ -268,7 +268,17 @@ impl Api {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let token = self.tokens.token(&self.client).await?;
+            let token = match self.tokens.token(&self.client).await {
+                Ok(t) => Some(t),
+                Err(e) if e.retryable() && attempt < self.retry.max_attempts => {
+                    tracing::debug!(attempt, error = %e, "gdrive: token endpoint; retrying");
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.retry.delay(attempt - 1)).await;
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(token) = token else { continue };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let outcome = match build(&self.client).bearer_auth(&token).send().await {
                 Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {

@@ -170,6 +170,7 @@ impl GDriveError {
                             "rateLimitExceeded" | "userRateLimitExceeded"
                         ))
             }
+            Self::Token { status, .. } => *status == 429 || *status >= 500,
             Self::Http(_) => true,
             _ => false,
         }
@@ -431,6 +432,89 @@ struct Walk {
     objects: BTreeMap<String, Known>,
     metas: HashMap<String, ObjectMeta>,
     folders: BTreeMap<String, FolderRec>,
+}
+
+/// The manifest of a cursor with lookups by item id, by shortcut target and by
+/// (parent, name), kept in step with its edits.
+struct Manifest {
+    objects: BTreeMap<String, Known>,
+    /// Listed item id (shortcut or file) → key.
+    by_item: HashMap<String, String>,
+    /// Shortcut target id → keys of shortcuts to it.
+    by_target: HashMap<String, HashSet<String>>,
+    /// (parent, name) → number of keys.
+    slots: HashMap<(String, String), usize>,
+}
+
+impl Manifest {
+    fn new(objects: BTreeMap<String, Known>) -> Self {
+        let mut m = Self {
+            objects: BTreeMap::new(),
+            by_item: HashMap::new(),
+            by_target: HashMap::new(),
+            slots: HashMap::new(),
+        };
+        for (key, k) in objects {
+            m.insert(key, k);
+        }
+        m
+    }
+
+    fn insert(&mut self, key: String, k: Known) {
+        self.remove(&key);
+        self.by_item.insert(k.item_id().to_owned(), key.clone());
+        if k.s.is_some() {
+            self.by_target
+                .entry(k.id.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        *self.slots.entry((k.p.clone(), k.n.clone())).or_default() += 1;
+        self.objects.insert(key, k);
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Known> {
+        let k = self.objects.remove(key)?;
+        if self.by_item.get(k.item_id()).is_some_and(|x| x == key) {
+            self.by_item.remove(k.item_id());
+        }
+        if let Some(n) = self.slots.get_mut(&(k.p.clone(), k.n.clone())) {
+            *n = n.saturating_sub(1);
+        }
+        if k.s.is_some()
+            && let Some(keys) = self.by_target.get_mut(&k.id)
+        {
+            keys.remove(key);
+        }
+        Some(k)
+    }
+
+    /// Keys of shortcuts to `target`.
+    fn via(&self, target: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .by_target
+            .get(target)
+            .map(|k| k.iter().cloned().collect())
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+
+    /// How many keys are listed under `k`'s parent and name.
+    fn slot(&self, k: &Known) -> usize {
+        self.slots
+            .get(&(k.p.clone(), k.n.clone()))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("objects", &self.objects.len())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -837,7 +921,7 @@ impl GDriveConnector {
         old: &Cursor,
         latest: &BTreeMap<String, Option<DriveFile>>,
     ) -> Result<Option<Walk>, ConnectorError> {
-        let mut objects = old.objects.clone();
+        let mut m = Manifest::new(old.objects.clone());
         let mut metas = HashMap::new();
         let path_of = |folder: &str| -> Option<String> {
             if folder == root.id {
@@ -846,31 +930,20 @@ impl GDriveConnector {
                 old.folders.get(folder).map(|f| f.path.clone())
             }
         };
-        let shares_name = |objects: &BTreeMap<String, Known>, k: &Known| {
-            objects
-                .values()
-                .any(|o| o.p == k.p && o.n == k.n && o.item_id() != k.item_id())
-        };
         for (id, state) in latest {
-            let known_folder = *id == root.id || old.folders.contains_key(id);
             let live = state.as_ref().filter(|f| !f.trashed);
             let Some(f) = live else {
-                if known_folder {
+                if *id == root.id || old.folders.contains_key(id) {
                     return Ok(None);
                 }
-                let gone: Vec<String> = objects
-                    .iter()
-                    .filter(|(_, k)| k.id == *id || k.s.as_deref() == Some(id.as_str()))
-                    .map(|(key, _)| key.clone())
-                    .collect();
-                for key in gone {
-                    if let Some(k) = objects.get(&key)
-                        && k.item_id() == id
-                        && shares_name(&objects, k)
-                    {
+                if let Some(key) = m.by_item.get(id).cloned() {
+                    if m.slot(&m.objects[&key]) > 1 {
                         return Ok(None);
                     }
-                    objects.remove(&key);
+                    m.remove(&key);
+                }
+                for key in m.via(id) {
+                    m.remove(&key);
                 }
                 continue;
             };
@@ -878,6 +951,10 @@ impl GDriveConnector {
                 if *id == root.id {
                     continue;
                 }
+                // Keep the cache of outside folders' parents current.
+                self.state()
+                    .parents
+                    .insert(id.clone(), f.parent().map(str::to_owned));
                 if let Some(rec) = old.folders.get(id) {
                     if f.name == rec.n && f.parent() == Some(rec.p.as_str()) {
                         continue;
@@ -892,36 +969,26 @@ impl GDriveConnector {
                 continue;
             }
             // Keys reading this file through a shortcut.
-            let via: Vec<String> = objects
-                .iter()
-                .filter(|(_, k)| k.s.is_some() && k.id == *id)
-                .map(|(key, _)| key.clone())
-                .collect();
-            if !via.is_empty() {
-                let fresh = !f.mime_type.starts_with(GOOGLE_APPS_PREFIX);
-                for key in via {
-                    if fresh {
-                        let meta = meta_of(&key, f);
-                        if let Some(k) = objects.get_mut(&key) {
-                            k.v.clone_from(&meta.version);
-                        }
-                        metas.insert(key, meta);
-                    } else {
-                        objects.remove(&key);
+            let readable = !f.mime_type.starts_with(GOOGLE_APPS_PREFIX);
+            for key in m.via(id) {
+                if readable {
+                    let meta = meta_of(&key, f);
+                    if let Some(k) = m.objects.get_mut(&key) {
+                        k.v.clone_from(&meta.version);
                     }
+                    metas.insert(key, meta);
+                } else {
+                    m.remove(&key);
                 }
             }
             // The item itself.
-            let own = objects
-                .iter()
-                .find(|(_, k)| k.item_id() == id)
-                .map(|(key, k)| (key.clone(), k.clone()));
-            if let Some((old_key, k)) = &own {
+            if let Some(old_key) = m.by_item.get(id).cloned() {
+                let k = &m.objects[&old_key];
                 let plain = path_of(&k.p).map(|p| join(&p, &k.n));
-                if plain.as_deref() != Some(old_key.as_str()) || shares_name(&objects, k) {
+                if plain.as_deref() != Some(old_key.as_str()) || m.slot(k) > 1 {
                     return Ok(None);
                 }
-                objects.remove(old_key);
+                m.remove(&old_key);
             }
             let Some(parent) = f.parent() else { continue };
             let Some(dir) = path_of(parent) else {
@@ -934,16 +1001,16 @@ impl GDriveConnector {
                 continue;
             };
             let k = known(f, &target, parent);
-            if shares_name(&objects, &k) {
+            if m.slot(&k) > 0 {
                 return Ok(None);
             }
             let key = join(&dir, &f.name);
             let meta = meta_of(&key, &target);
-            objects.insert(key.clone(), k);
+            m.insert(key.clone(), k);
             metas.insert(key, meta);
         }
         Ok(Some(Walk {
-            objects,
+            objects: m.objects,
             metas,
             folders: old.folders.clone(),
         }))
