@@ -67,8 +67,9 @@ fn missing(what: &str) -> ! {
 }
 
 /// Start `program args…` (with `{port}` in args replaced by a free port) under a watchdog
-/// that kills it when this test process is gone, and wait until the port accepts.
-fn start(name: &str, program: &FsPath, args: &[&str], cwd: Option<&FsPath>) -> Emulator {
+/// that kills it when this test process is gone (then removes its log and `cleanup`, its
+/// working directory), and wait until the port accepts.
+fn start(name: &str, program: &FsPath, args: &[&str], cleanup: Option<&FsPath>) -> Emulator {
     let mut last_err = String::new();
     for _attempt in 0..3 {
         let port = free_port();
@@ -78,20 +79,23 @@ fn start(name: &str, program: &FsPath, args: &[&str], cwd: Option<&FsPath>) -> E
             .collect();
         let log =
             std::env::temp_dir().join(format!("heimdex-{name}-{}-{port}.log", std::process::id()));
-        let script = r#"parent=$1; shift; "$@" & child=$!
+        let script = r#"parent=$1; log=$2; extra=$3; shift 3; "$@" & child=$!
 while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-kill "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
+kill "$child" 2>/dev/null; wait "$child" 2>/dev/null
+if ! kill -0 "$parent" 2>/dev/null; then rm -rf "$log" $extra; fi"#;
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(script)
             .arg("sh")
             .arg(std::process::id().to_string())
+            .arg(&log)
+            .arg(cleanup.map(|p| p.display().to_string()).unwrap_or_default())
             .arg(program)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("emulator log"))
             .stderr(std::fs::File::create(&log).expect("emulator log"));
-        if let Some(d) = cwd {
+        if let Some(d) = cleanup {
             cmd.current_dir(d);
         }
         let mut child = cmd.spawn().expect("spawn sh");
@@ -102,6 +106,7 @@ kill "$child" 2>/dev/null; wait "$child" 2>/dev/null"#;
                     "{name} exited ({status}): {}",
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
+                let _ = std::fs::remove_file(&log);
                 break;
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -283,7 +288,7 @@ fn azurite() -> &'static Emulator {
             .filter(|p| p.is_file())
             .or_else(|| on_path("azurite-blob"))
             .unwrap_or_else(|| missing("azurite-blob (npm azurite)"));
-        let dir = std::env::temp_dir().join(unique("azurite"));
+        let dir = std::env::temp_dir().join(unique("heimdex-azurite"));
         std::fs::create_dir_all(&dir).unwrap();
         start(
             "azurite",
@@ -415,7 +420,7 @@ fn dav() -> &'static Dav {
                 "--no-config",
                 "-q",
             ],
-            None,
+            Some(&root),
         );
         Dav { emulator, root }
     })
@@ -498,7 +503,7 @@ async fn s3_wrong_credentials_are_permission_denied() {
     // which knows no keys yet.
     let emu = {
         // The variable is set on the child only (through env), not on this process.
-        let wrapper = std::env::temp_dir().join(unique("moto-auth.sh"));
+        let wrapper = std::env::temp_dir().join(unique("heimdex-moto-auth"));
         std::fs::write(
             &wrapper,
             format!(
@@ -508,12 +513,14 @@ async fn s3_wrong_credentials_are_permission_denied() {
         )
         .unwrap();
         let _ = Command::new("chmod").arg("+x").arg(&wrapper).status();
-        start(
+        let emu = start(
             "moto-auth",
             &wrapper,
             &["-H", "127.0.0.1", "-p", "{port}"],
             None,
-        )
+        );
+        let _ = std::fs::remove_file(&wrapper);
+        emu
     };
     let spec = SourceSpec::parse("s3://some-bucket/p")
         .unwrap()
@@ -541,6 +548,46 @@ async fn s3_wrong_credentials_are_permission_denied() {
         matches!(err, ConnectorError::PermissionDenied { .. }),
         "{err:?}"
     );
+}
+
+/// Nothing listens at the endpoint: after the retries the options allow, `Unavailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoints_are_unavailable() {
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let retry = [("max_retries", "1"), ("retry_timeout", "2s")];
+    let s3 = SourceSpec::parse("s3://b/p").unwrap().with_options(
+        [
+            ("endpoint", endpoint.as_str()),
+            ("allow_http", "true"),
+            ("region", "us-east-1"),
+            ("access_key_id", "a"),
+            ("secret_access_key", "s"),
+        ]
+        .into_iter()
+        .chain(retry),
+    );
+    let http = SourceSpec::parse(&format!("{endpoint}/videos/"))
+        .unwrap()
+        .with_options(retry);
+    let registry = ConnectorRegistry::default();
+    for spec in [s3, http] {
+        let c = registry.build(&spec).unwrap();
+        let started = Instant::now();
+        let err = c.list(ListRequest::default()).await.expect_err("list");
+        assert!(
+            matches!(err, ConnectorError::Unavailable { .. }),
+            "{}: {err:?}",
+            spec.uri()
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        let err = c.read_range("a.mp4", 0..1).await.expect_err("read");
+        assert!(
+            matches!(err, ConnectorError::Unavailable { .. }),
+            "{}: {err:?}",
+            spec.uri()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -821,7 +868,7 @@ async fn http_single_file_and_named_files() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_folder_without_webdav_is_not_supported() {
     let python = on_path("python3").unwrap_or_else(|| missing("python3"));
-    let dir = std::env::temp_dir().join(unique("plain-http"));
+    let dir = std::env::temp_dir().join(unique("heimdex-plain-http"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("a.mp4"), fake_mp4(100, 1)).unwrap();
     let emu = start(

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 
-use super::{ObjectStoreConnector, apply_options, build_error};
+use super::{ObjectStoreConnector, apply_options, build_error, retry_config};
 use crate::source::{SourceError, SourceOptions, SourceSpec, kind};
 
 /// Connector name of Azure sources.
@@ -44,7 +44,10 @@ pub fn builder(
     container: &str,
     options: &SourceOptions,
 ) -> Result<MicrosoftAzureBuilder, SourceError> {
-    let b = MicrosoftAzureBuilder::from_env().with_container_name(container);
+    let mut b = MicrosoftAzureBuilder::from_env().with_container_name(container);
+    if let Some(retry) = retry_config(options)? {
+        b = b.with_retry(retry);
+    }
     apply_options(
         b,
         options,

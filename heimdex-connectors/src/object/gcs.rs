@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 
-use super::{ObjectStoreConnector, apply_options, build_error};
+use super::{ObjectStoreConnector, apply_options, build_error, retry_config};
 use crate::source::{SourceError, SourceOptions, SourceSpec, kind};
 
 /// Connector name of GCS sources.
@@ -39,7 +39,10 @@ pub fn builder(
     bucket: &str,
     options: &SourceOptions,
 ) -> Result<GoogleCloudStorageBuilder, SourceError> {
-    let b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    if let Some(retry) = retry_config(options)? {
+        b = b.with_retry(retry);
+    }
     apply_options(
         b,
         options,

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use object_store::ClientConfigKey;
 use object_store::http::HttpBuilder;
 
-use super::{ObjectStoreConnector, build_error};
+use super::{ObjectStoreConnector, RETRY_KEYS, build_error, retry_config};
 use crate::source::{SourceError, SourceSpec};
 
 /// Connector name of HTTP sources.
@@ -114,8 +114,11 @@ pub fn builder(spec: &SourceSpec) -> Result<HttpBuilder, SourceError> {
     if t.root.starts_with("http://") {
         b = b.with_config(ClientConfigKey::AllowHttp, "true");
     }
+    if let Some(retry) = retry_config(spec.options())? {
+        b = b.with_retry(retry);
+    }
     for (key, value) in spec.options().iter() {
-        if matches!(key, "endpoint" | "files") {
+        if matches!(key, "endpoint" | "files") || RETRY_KEYS.contains(&key) {
             continue;
         }
         let k: ClientConfigKey = key.parse().map_err(|_| SourceError::InvalidOption {

@@ -45,6 +45,8 @@
 //! | `az` | `use_emulator` | Azurite at `AZURITE_BLOB_STORAGE_URL` or `http://127.0.0.1:10000` | `AZURE_STORAGE_USE_EMULATOR` |
 //! | `http` | `endpoint` | replaces `scheme://host:port` of the URI (a mirror, a local server) | |
 //! | `http` | `files` | comma-separated file names under a folder URI, for servers without WebDAV | |
+//! | all | `max_retries` | retries of a failed request (object_store's default: 10) | |
+//! | all | `retry_timeout` | give up retrying after this long: `30s`, `500ms`, `2m` (default 3 min) | |
 //!
 //! AWS profiles (`AWS_PROFILE`, `~/.aws/config`) are not read: object_store does not support
 //! them; export the variables or pass options. Credentials are options like any other, so a
@@ -385,10 +387,12 @@ impl ObjectStoreConnector {
 
     fn list_error(&self, e: object_store::Error, webdav: bool) -> ConnectorError {
         if webdav {
-            let (status, _) = classify(&e);
+            let (status, transport) = classify(&e);
             // 405 Method Not Allowed / 501 Not Implemented, or a reply that is not a
             // multistatus document: a plain web server.
-            if matches!(status, Some(400 | 405 | 501)) || e.to_string().contains("PROPFIND") {
+            let plain = matches!(status, Some(400 | 405 | 501))
+                || (status.is_none() && e.to_string().contains("decoding PROPFIND"));
+            if plain && !transport {
                 return ConnectorError::NotSupported {
                     connector: self.name,
                     operation: "listing a folder: the server does not answer WebDAV PROPFIND \
@@ -667,6 +671,9 @@ where
     K: std::str::FromStr,
 {
     for (key, value) in options.iter() {
+        if RETRY_KEYS.contains(&key) {
+            continue;
+        }
         if refused.contains(&key) {
             return Err(SourceError::InvalidOption {
                 key: key.to_owned(),
@@ -684,6 +691,52 @@ where
         builder = set(builder, parsed, v);
     }
     Ok(builder)
+}
+
+/// The options every kind takes for object_store's retry policy (see [`retry_config`]).
+pub(crate) const RETRY_KEYS: [&str; 2] = ["max_retries", "retry_timeout"];
+
+/// object_store's retry policy with the `max_retries` and `retry_timeout` options applied, or
+/// `None` when neither is given.
+pub(crate) fn retry_config(
+    options: &SourceOptions,
+) -> Result<Option<object_store::RetryConfig>, SourceError> {
+    let max = options.get("max_retries");
+    let timeout = options.get("retry_timeout");
+    if max.is_none() && timeout.is_none() {
+        return Ok(None);
+    }
+    let mut config = object_store::RetryConfig::default();
+    if let Some(v) = max {
+        config.max_retries = v.trim().parse().map_err(|_| SourceError::InvalidOption {
+            key: "max_retries".into(),
+            reason: format!("expected a number of retries, got {v:?}"),
+        })?;
+    }
+    if let Some(v) = timeout {
+        config.retry_timeout = parse_duration(v).ok_or_else(|| SourceError::InvalidOption {
+            key: "retry_timeout".into(),
+            reason: format!("expected a duration such as 30s, 500ms or 2m, got {v:?}"),
+        })?;
+    }
+    Ok(Some(config))
+}
+
+/// `500ms`, `30s`, `2m`, or plain seconds.
+fn parse_duration(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs))
 }
 
 /// The error of a builder that refused its configuration.
@@ -726,6 +779,30 @@ mod tests {
         let fixed = conn("").with_keys(["b.mp4", "a.mp4", "a.mp4"]);
         assert!(fixed.path_of("a.mp4").is_ok());
         assert!(fixed.path_of("c.mp4").is_err());
+    }
+
+    #[test]
+    fn retry_options() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("soon"), None);
+        let o: SourceOptions = [("max_retries", "0"), ("retry_timeout", "1.5s")]
+            .into_iter()
+            .collect();
+        let r = retry_config(&o).unwrap().unwrap();
+        assert_eq!(
+            (r.max_retries, r.retry_timeout),
+            (0, Duration::from_millis(1500))
+        );
+        assert!(retry_config(&SourceOptions::new()).unwrap().is_none());
+        for (k, v) in [("max_retries", "many"), ("retry_timeout", "1h")] {
+            let o: SourceOptions = [(k, v)].into_iter().collect();
+            assert!(
+                matches!(retry_config(&o), Err(SourceError::InvalidOption { key, .. }) if key == k)
+            );
+        }
     }
 
     #[test]

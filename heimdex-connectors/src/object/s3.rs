@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 
-use super::{ObjectStoreConnector, apply_options, build_error, parse_bool};
+use super::{ObjectStoreConnector, apply_options, build_error, parse_bool, retry_config};
 use crate::source::{SourceError, SourceOptions, SourceSpec, kind};
 
 /// Connector name of S3 sources.
@@ -36,7 +36,10 @@ pub const NAME: &str = "s3";
 /// The builder for `bucket`: the environment, then `options`. Tests and applications may
 /// adjust it (e.g. [`AmazonS3Builder::with_http_connector`]) before building.
 pub fn builder(bucket: &str, options: &SourceOptions) -> Result<AmazonS3Builder, SourceError> {
-    let b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some(retry) = retry_config(options)? {
+        b = b.with_retry(retry);
+    }
     apply_options(
         b,
         options,
