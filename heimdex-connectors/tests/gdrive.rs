@@ -230,6 +230,29 @@ async fn lists_recursively_skipping_trash_docs_and_non_videos_and_resolves_short
         ["a/b/c/deep.mkv", "a/b/notes.mp4", "a/b/raw_capture"]
     );
     assert_eq!(d.counts().list, 4, "root, a, a/b, a/b/c: {:?}", d.counts());
+
+    // Renamed, then moved: the index notices, the old key is gone, the new one resolves.
+    let one = d.id_at(&root, "a/one.MOV").expect("one");
+    d.rename(&one, "uno.MOV");
+    assert!(matches!(
+        conn.stat("a/one.MOV").await,
+        Err(ConnectorError::NotFound { .. })
+    ));
+    assert!(matches!(
+        conn.read_range("a/one.MOV", 0..4).await,
+        Err(ConnectorError::NotFound { .. })
+    ));
+    assert_eq!(
+        conn.stat("a/uno.MOV").await.expect("renamed").size,
+        fake_mp4(11, 1).len() as u64
+    );
+    d.move_to(&one, &b);
+    assert!(matches!(
+        conn.stat("a/uno.MOV").await,
+        Err(ConnectorError::NotFound { .. })
+    ));
+    let got = conn.read_range("a/b/uno.MOV", 0..8).await.expect("moved");
+    assert_eq!(&got[..], &fake_mp4(11, 1)[..8]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,6 +98,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use heimdex_core::ConnectorError;
 use heimdex_core::connector::{Change, ChangeSet, Connector, ListPage, ListRequest, ObjectMeta};
 use heimdex_core::media::{MediaKind, has_video_extension};
@@ -528,6 +529,8 @@ struct Cursor {
 
 const CURSOR_VERSION: u32 = 1;
 const SNAPSHOTS_KEPT: usize = 8;
+/// Folders of one tree level listed at once.
+const WALK_CONCURRENCY: usize = 8;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct PageToken {
@@ -698,76 +701,32 @@ impl GDriveConnector {
     async fn walk(&self, prefix: Option<&str>) -> Result<Walk, ConnectorError> {
         let root = self.root().await?;
         let mut walk = Walk::default();
-        let mut queue = VecDeque::from([(root.id.clone(), String::new())]);
+        let mut level = vec![(root.id.clone(), String::new())];
         let mut visited = HashSet::from([root.id.clone()]);
-        while let Some((folder, path)) = queue.pop_front() {
-            let children = self.children(root, &folder, "").await?;
-            let mut dirs: BTreeMap<String, Vec<DriveFile>> = BTreeMap::new();
-            let mut files: BTreeMap<String, Vec<(DriveFile, DriveFile)>> = BTreeMap::new();
-            for item in children {
-                if item.trashed {
-                    continue;
-                }
-                if item.is_folder() {
-                    dirs.entry(item.name.clone()).or_default().push(item);
-                } else if let Some(target) = self.candidate(&item).await? {
-                    files
-                        .entry(item.name.clone())
-                        .or_default()
-                        .push((item, target));
-                }
+        let mut queue = Vec::new();
+        while !level.is_empty() {
+            // One level of the tree, up to WALK_CONCURRENCY folders listed at once, in order.
+            let listed: Vec<(String, String, Vec<DriveFile>)> =
+                futures::stream::iter(level.drain(..).map(|(folder, path)| async move {
+                    let children = self.children(root, &folder, "").await?;
+                    Ok::<_, ConnectorError>((folder, path, children))
+                }))
+                .buffered(WALK_CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (folder, path, children) in listed {
+                self.walk_folder(
+                    &mut walk,
+                    &mut visited,
+                    &mut queue,
+                    prefix,
+                    folder,
+                    path,
+                    children,
+                )
+                .await?;
             }
-            for (name, mut group) in dirs {
-                group.sort_by(|a, b| a.id.cmp(&b.id));
-                for (i, d) in group.into_iter().enumerate() {
-                    let seg = if i == 0 {
-                        name.clone()
-                    } else {
-                        suffixed(&name, &d.id)
-                    };
-                    if !visited.insert(d.id.clone()) {
-                        continue;
-                    }
-                    let sub = join(&path, &seg);
-                    walk.folders.insert(
-                        d.id.clone(),
-                        FolderRec {
-                            p: folder.clone(),
-                            n: d.name.clone(),
-                            path: sub.clone(),
-                        },
-                    );
-                    if prefix.is_none_or(|p| may_contain(p, &sub)) {
-                        queue.push_back((d.id, sub));
-                    }
-                }
-            }
-            for (name, mut group) in files {
-                group.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-                for (i, (item, target)) in group.into_iter().enumerate() {
-                    let seg = if i == 0 {
-                        name.clone()
-                    } else {
-                        suffixed(&name, &item.id)
-                    };
-                    let key = join(&path, &seg);
-                    if prefix.is_some_and(|p| !key.starts_with(p)) {
-                        continue;
-                    }
-                    let meta = meta_of(&key, &target);
-                    walk.objects.insert(
-                        key.clone(),
-                        Known {
-                            id: target.id.clone(),
-                            p: folder.clone(),
-                            n: item.name.clone(),
-                            s: item.is_shortcut().then(|| item.id.clone()),
-                            v: meta.version.clone(),
-                        },
-                    );
-                    walk.metas.insert(key, meta);
-                }
-            }
+            std::mem::swap(&mut level, &mut queue);
         }
         let mut state = self.state();
         if prefix.is_none() {
@@ -777,6 +736,88 @@ impl GDriveConnector {
             state.index.insert(k.clone(), v.clone());
         }
         Ok(walk)
+    }
+
+    /// Sort one listed folder's children into `walk`: folders (queued for the next level
+    /// when they can hold keys under `prefix`) and candidate videos.
+    #[allow(clippy::too_many_arguments)]
+    async fn walk_folder(
+        &self,
+        walk: &mut Walk,
+        visited: &mut HashSet<String>,
+        queue: &mut Vec<(String, String)>,
+        prefix: Option<&str>,
+        folder: String,
+        path: String,
+        children: Vec<DriveFile>,
+    ) -> Result<(), ConnectorError> {
+        let mut dirs: BTreeMap<String, Vec<DriveFile>> = BTreeMap::new();
+        let mut files: BTreeMap<String, Vec<(DriveFile, DriveFile)>> = BTreeMap::new();
+        for item in children {
+            if item.trashed {
+                continue;
+            }
+            if item.is_folder() {
+                dirs.entry(item.name.clone()).or_default().push(item);
+            } else if let Some(target) = self.candidate(&item).await? {
+                files
+                    .entry(item.name.clone())
+                    .or_default()
+                    .push((item, target));
+            }
+        }
+        for (name, mut group) in dirs {
+            group.sort_by(|a, b| a.id.cmp(&b.id));
+            for (i, d) in group.into_iter().enumerate() {
+                let seg = if i == 0 {
+                    name.clone()
+                } else {
+                    suffixed(&name, &d.id)
+                };
+                if !visited.insert(d.id.clone()) {
+                    continue;
+                }
+                let sub = join(&path, &seg);
+                walk.folders.insert(
+                    d.id.clone(),
+                    FolderRec {
+                        p: folder.clone(),
+                        n: d.name.clone(),
+                        path: sub.clone(),
+                    },
+                );
+                if prefix.is_none_or(|p| may_contain(p, &sub)) {
+                    queue.push((d.id, sub));
+                }
+            }
+        }
+        for (name, mut group) in files {
+            group.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+            for (i, (item, target)) in group.into_iter().enumerate() {
+                let seg = if i == 0 {
+                    name.clone()
+                } else {
+                    suffixed(&name, &item.id)
+                };
+                let key = join(&path, &seg);
+                if prefix.is_some_and(|p| !key.starts_with(p)) {
+                    continue;
+                }
+                let meta = meta_of(&key, &target);
+                walk.objects.insert(
+                    key.clone(),
+                    Known {
+                        id: target.id.clone(),
+                        p: folder.clone(),
+                        n: item.name.clone(),
+                        s: item.is_shortcut().then(|| item.id.clone()),
+                        v: meta.version.clone(),
+                    },
+                );
+                walk.metas.insert(key, meta);
+            }
+        }
+        Ok(())
     }
 
     /// The live file of `key` and where it is: from the index (checked), else by path.
