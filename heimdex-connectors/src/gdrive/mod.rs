@@ -54,8 +54,11 @@
 //!   cost no request. A token whose snapshot is gone (another process) walks again and
 //!   continues after its key.
 //! - `stat`/`read_range` map a key to a file id with the index the last listing or change
-//!   sync left in memory, checked against a fresh `files.get` (name and parent); a key not
-//!   in the index is resolved by path, one `files.list` query per segment (`name = '…'`).
+//!   sync left in memory; `stat` checks it against a fresh `files.get` (name and parent),
+//!   `read_range` does not (a read of a just-renamed file's old key may return its bytes
+//!   until a `stat`, a checked read or a sync notices). A key not in the index is resolved
+//!   by path, one `files.list` query per segment (`name = '…'`).
+//! - The walk lists up to 8 folders of one tree level at once.
 //!
 //! # Reading
 //!
@@ -1501,6 +1504,20 @@ mod tests {
         assert!(matches!(
             GDriveConfig::from_spec_and_env(&bare, |_| None),
             Err(SourceError::InvalidOption { ref key, .. }) if key == "credentials"
+        ));
+        let user =
+            r#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r"}"#;
+        let spec = bare.clone().with_option("credentials_json", user);
+        let c = GDriveConfig::from_spec_and_env(&spec, env).unwrap();
+        assert!(
+            matches!(c.credentials, Credentials::RefreshToken { ref client_id, .. } if client_id == "c")
+        );
+        let spec = bare
+            .clone()
+            .with_option("credentials_json", r#"{"type":"external_account"}"#);
+        assert!(matches!(
+            GDriveConfig::from_spec_and_env(&spec, env),
+            Err(SourceError::InvalidOption { ref key, .. }) if key == "credentials_json"
         ));
         let refresh = bare.clone().with_option("refresh_token", "r");
         assert!(matches!(
