@@ -318,6 +318,52 @@ async fn shared_drive_and_my_drive_scopes() {
     assert!(registry.build(&bad).is_err(), "a folder needs an id");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_tokens_resume_in_another_connector() {
+    let d = FakeDrive::start().await;
+    let root = d.folder(MY_ROOT, "Source");
+    let sub = d.folder(&root, "sub");
+    for i in 0..4 {
+        d.upload(&root, &format!("r{i}.mp4"), &fake_mp4(1, 1));
+        d.upload(&sub, &format!("s{i}.mp4"), &fake_mp4(1, 1));
+    }
+    let a = connector(&d, Scope::Folder(root.clone()), refresh_token());
+    let first = a
+        .list(ListRequest::with_page_size(3))
+        .await
+        .expect("page 1");
+    assert_eq!(keys(&first.objects), ["r0.mp4", "r1.mp4", "r2.mp4"]);
+    // Another connector (another process) has no snapshot: it walks again and resumes
+    // after the token's key.
+    let b = connector(&d, Scope::Folder(root), refresh_token());
+    let mut req = ListRequest::with_page_size(100);
+    req.page_token = first.next_page_token.clone();
+    d.reset_counts();
+    let rest = b.list(req).await.expect("page 2 elsewhere");
+    assert_eq!(
+        keys(&rest.objects),
+        [
+            "r3.mp4",
+            "sub/s0.mp4",
+            "sub/s1.mp4",
+            "sub/s2.mp4",
+            "sub/s3.mp4"
+        ]
+    );
+    assert!(rest.next_page_token.is_none());
+    assert!(d.counts().list >= 2, "walked again: {:?}", d.counts());
+    // In the first connector, the next page costs no request.
+    let mut req = ListRequest::with_page_size(3);
+    req.page_token = first.next_page_token;
+    d.reset_counts();
+    let second = a.list(req).await.expect("page 2");
+    assert_eq!(
+        keys(&second.objects),
+        ["r3.mp4", "sub/s0.mp4", "sub/s1.mp4"]
+    );
+    assert_eq!(d.counts().drive_requests, 0);
+}
+
 // --- changes ----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

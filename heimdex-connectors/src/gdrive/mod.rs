@@ -544,7 +544,8 @@ struct PageToken {
 #[derive(Default)]
 struct State {
     index: HashMap<String, Known>,
-    snapshots: VecDeque<(u64, Arc<Vec<ObjectMeta>>)>,
+    /// Recent listings: (id, prefix, sorted objects).
+    snapshots: VecDeque<(u64, Option<String>, Arc<Vec<ObjectMeta>>)>,
     next_snapshot: u64,
     /// Parent of folders outside the known tree (for scope decisions), `None`: no parent.
     parents: HashMap<String, Option<String>>,
@@ -578,7 +579,13 @@ impl GDriveConnector {
             scope: config.scope,
             page_size: config.page_size.clamp(1, 1000),
             root: tokio::sync::OnceCell::new(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                // Snapshot ids start at a per-connector value, so a page token of another
+                // connector (or process) misses and re-walks instead of paging someone
+                // else's listing.
+                next_snapshot: snapshot_base(),
+                ..State::default()
+            }),
         })
     }
 
@@ -1060,12 +1067,16 @@ impl GDriveConnector {
         }))
     }
 
-    fn snapshot(&self, metas: Vec<ObjectMeta>) -> (u64, Arc<Vec<ObjectMeta>>) {
+    fn snapshot(
+        &self,
+        prefix: Option<String>,
+        metas: Vec<ObjectMeta>,
+    ) -> (u64, Arc<Vec<ObjectMeta>>) {
         let mut state = self.state();
         let id = state.next_snapshot;
-        state.next_snapshot += 1;
+        state.next_snapshot = id.wrapping_add(1);
         let all = Arc::new(metas);
-        state.snapshots.push_back((id, Arc::clone(&all)));
+        state.snapshots.push_back((id, prefix, Arc::clone(&all)));
         while state.snapshots.len() > SNAPSHOTS_KEPT {
             state.snapshots.pop_front();
         }
@@ -1089,8 +1100,8 @@ impl Connector for GDriveConnector {
             self.state()
                 .snapshots
                 .iter()
-                .find(|(id, _)| *id == t.s)
-                .map(|(id, all)| (*id, Arc::clone(all)))
+                .find(|(id, prefix, _)| *id == t.s && *prefix == req.prefix)
+                .map(|(id, _, all)| (*id, Arc::clone(all)))
         });
         let (id, all) = match cached {
             Some(c) => c,
@@ -1098,7 +1109,7 @@ impl Connector for GDriveConnector {
                 let walk = self.walk(req.prefix.as_deref()).await?;
                 let mut metas: Vec<ObjectMeta> = walk.metas.into_values().collect();
                 metas.sort_by(|a, b| a.key.cmp(&b.key));
-                self.snapshot(metas)
+                self.snapshot(req.prefix.clone(), metas)
             }
         };
         let prefix = req.prefix.as_deref().unwrap_or_default();
@@ -1122,7 +1133,7 @@ impl Connector for GDriveConnector {
                 a: last.key.clone(),
             })),
             _ => {
-                self.state().snapshots.retain(|(s, _)| *s != id);
+                self.state().snapshots.retain(|(s, _, _)| *s != id);
                 None
             }
         };
@@ -1332,6 +1343,18 @@ fn decode_page_token(token: &str) -> Result<PageToken, ConnectorError> {
         .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
         .collect();
     serde_json::from_slice(&bytes).map_err(|e| bad(&format!("corrupt Drive page token: {e}")))
+}
+
+fn snapshot_base() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish() >> 16
 }
 
 fn known(item: &DriveFile, target: &DriveFile, parent: &str) -> Known {
