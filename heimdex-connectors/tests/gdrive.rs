@@ -364,6 +364,27 @@ async fn page_tokens_resume_in_another_connector() {
     assert_eq!(d.counts().drive_requests, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_quotes_and_backslashes_resolve_by_path() {
+    let d = FakeDrive::start().await;
+    let root = d.folder(MY_ROOT, "Source");
+    let odd_dir = d.folder(&root, "it's \\ here");
+    let name = "say \"cheese\" it's.mp4";
+    d.upload(&odd_dir, name, &fake_mp4(3, 3));
+    let key = format!("it's \\ here/{name}");
+    let listed = connector(&d, Scope::Folder(root.clone()), refresh_token());
+    assert_eq!(
+        keys(&list_all(&listed, None).await.expect("list")),
+        [key.as_str()]
+    );
+    // A fresh connector resolves the key with `name = '…'` queries (escaped).
+    let fresh = connector(&d, Scope::Folder(root), refresh_token());
+    assert_eq!(
+        fresh.stat(&key).await.expect("stat").size,
+        fake_mp4(3, 3).len() as u64
+    );
+}
+
 // --- changes ----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -769,6 +790,14 @@ async fn tokens_are_cached_refreshed_before_expiry_and_after_a_401() {
     conn.stat("a.mp4").await.expect("stat after 401");
     let c = d.counts();
     assert_eq!((c.unauthorized, c.refresh_grants), (1, 3), "{c:?}");
+
+    // A 401 again after the refresh: PermissionDenied, no loop.
+    d.fail_next(2, Fail::Unauthorized401);
+    assert!(matches!(
+        conn.stat("a.mp4").await,
+        Err(ConnectorError::PermissionDenied { .. })
+    ));
+    assert_eq!(d.counts().refresh_grants, 4);
 
     // A given access token cannot be refreshed: 401 is PermissionDenied.
     let token = d.issue_token(Duration::from_secs(600));

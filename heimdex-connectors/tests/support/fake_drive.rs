@@ -41,6 +41,8 @@ pub enum Fail {
     Unavailable503,
     Forbidden403,
     NotFound404,
+    /// A 401 although the token is valid (a token the API stopped accepting).
+    Unauthorized401,
 }
 
 #[derive(Debug, Clone)]
@@ -487,6 +489,11 @@ fn admit(s: &mut Inner, headers: &HeaderMap) -> Option<Response> {
                 "The user does not have sufficient permissions for this file.",
             ),
             Fail::NotFound404 => not_found("injected"),
+            Fail::Unauthorized401 => error(
+                StatusCode::UNAUTHORIZED,
+                "authError",
+                "Request had invalid authentication credentials.",
+            ),
         });
     }
     None
