@@ -1126,3 +1126,150 @@ async fn postgres_connections_killed_mid_ingest_lose_nothing() {
     )
     .await;
 }
+
+/// Wait until tenant `acme` has exactly `want` assets, all indexed; returns them.
+async fn wait_indexed(stack: &Stack, want: usize) -> Value {
+    let t = Instant::now();
+    loop {
+        let assets = stack.call("acme", "GET", "/v1/assets", None).await.ok(200);
+        let all = assets.as_array().cloned().unwrap_or_default();
+        let indexed = all.iter().filter(|x| x["state"] == "indexed").count();
+        if indexed == want && all.len() == want {
+            return assets;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "waiting for {want} indexed assets: {assets:#}\n{}",
+            stack.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Put (or with `None`, delete) `bucket/key` on the stack's S3 server.
+async fn s3_object(stack: &Stack, bucket: &str, key: &str, body: Option<Vec<u8>>) {
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&stack.s3.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .build()
+        .expect("s3 client");
+    let path = object_store::path::Path::from(key);
+    match body {
+        Some(b) => {
+            object_store::ObjectStoreExt::put(&store, &path, b.into())
+                .await
+                .expect("put");
+        }
+        None => object_store::ObjectStoreExt::delete(&store, &path)
+            .await
+            .expect("delete"),
+    }
+}
+
+/// A bucket as a source, read in place: registered with its endpoint as a stored setting
+/// (credentials from the server's AWS_* environment), synced on demand, then by the schedule
+/// alone (a new object indexed, a deleted one removed), also after a restart, which rebuilds
+/// the connector from the stored source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_source_syncs_on_demand_on_schedule_and_after_restart() {
+    let mut stack = Stack::new(&[("HEIMDEX_NO_ML", "1"), ("HEIMDEX_SYNC_SECS", "2")]).await;
+    let samples = common::samples();
+    let r = stack
+        .http
+        .put(format!("{}/footage", stack.s3.endpoint))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(r.status().is_success(), "create bucket: {}", r.status());
+    let bikes = std::fs::read(samples.join("bikes.mp4")).expect("sample");
+    s3_object(&stack, "footage", "q2/bikes.mp4", Some(bikes)).await;
+    s3_object(
+        &stack,
+        "footage",
+        "q2/notes.txt",
+        Some(b"not media".to_vec()),
+    )
+    .await;
+    s3_object(
+        &stack,
+        "footage",
+        "other/skip.mp4",
+        Some(b"elsewhere".to_vec()),
+    )
+    .await;
+
+    let src = stack
+        .call(
+            "acme",
+            "POST",
+            "/v1/sources",
+            Some(json!({"uri": "s3://footage/q2/", "options": {
+                "endpoint": stack.s3.endpoint, "allow_http": "true",
+                "secret_access_key": "test"}})),
+        )
+        .await
+        .ok(201);
+    assert_eq!(src["kind"], "s3");
+    assert_eq!(src["uri"], "s3://footage/q2");
+    assert_eq!(src["options"]["endpoint"], json!(stack.s3.endpoint));
+    assert!(
+        src["options"].get("secret_access_key").is_none(),
+        "secrets are never stored or shown: {src}"
+    );
+    let id = src["id"].as_str().expect("id").to_owned();
+    let sync = stack
+        .call("acme", "POST", &format!("/v1/sources/{id}/sync"), None)
+        .await
+        .ok(200);
+    assert_eq!(sync["new"], 1, "only the video under the prefix: {sync}");
+    let jobs = stack.settle("acme", Duration::from_secs(300)).await;
+    assert!(jobs.iter().all(|j| j["state"] == "completed"), "{jobs:#?}");
+    let assets = stack.call("acme", "GET", "/v1/assets", None).await.ok(200);
+    assert_eq!(assets.as_array().map(Vec::len), Some(1), "{assets}");
+    let listed = stack.call("acme", "GET", "/v1/sources", None).await.ok(200);
+    assert!(listed[0]["synced_ms"].as_i64().is_some(), "{listed}");
+
+    // The schedule alone picks up a new object…
+    let carphone = std::fs::read(samples.join("carphone_pristine.mp4")).expect("sample");
+    s3_object(&stack, "footage", "q2/carphone.mp4", Some(carphone)).await;
+    wait_indexed(&stack, 2).await;
+    // …and removes a deleted one, sidecar included.
+    let bikes_asset = stack
+        .call("acme", "GET", "/v1/assets", None)
+        .await
+        .ok(200)
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["key"] == "bikes.mp4").cloned())
+        .expect("bikes asset");
+    let bikes_id = bikes_asset["id"].as_str().expect("id").to_owned();
+    s3_object(&stack, "footage", "q2/bikes.mp4", None).await;
+    wait_indexed(&stack, 1).await;
+    let gone = stack
+        .call(
+            "acme",
+            "GET",
+            &format!("/v1/assets/{bikes_id}/sidecar"),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, 404);
+
+    // After a restart the stored source (URI + endpoint) and the environment's credentials
+    // rebuild the connector; the schedule goes on.
+    stack.stop();
+    stack.start().await;
+    let harbor = std::fs::read(samples.join("harbor_news.mp4")).expect("sample");
+    s3_object(&stack, "footage", "q2/harbor.mp4", Some(harbor)).await;
+    let assets = wait_indexed(&stack, 2).await;
+    let keys: std::collections::BTreeSet<&str> = assets
+        .as_array()
+        .expect("assets")
+        .iter()
+        .filter_map(|a| a["key"].as_str())
+        .collect();
+    assert_eq!(keys, ["carphone.mp4", "harbor.mp4"].into_iter().collect());
+}
