@@ -90,6 +90,17 @@
 //! [`ConnectorError::NotFound`]; 401 (after one refresh) and other 403s are
 //! [`ConnectorError::PermissionDenied`]; a malformed cursor (or a page token Drive
 //! refuses) is [`ConnectorError::InvalidCursor`].
+//!
+//! # Limits
+//!
+//! - A listing is a full walk: one `files.list` per folder and page of 1000 children
+//!   (8 folders at once), plus one `files.get` per shortcut. Later pages of the same listing
+//!   are served from memory (the last 8 listings are kept).
+//! - The cursor grows with the source: about 110 bytes per listed file, plus its folders.
+//! - Shortcuts to folders are not followed; names containing `/` cannot be resolved by path.
+//! - On a server that ignores `Range`, a read near the end of a file streams (and discards)
+//!   everything before it; with `Range` (Google's servers) exactly the range is fetched.
+//! - Multiple parents (legacy Drive items) are reduced to the first.
 
 mod api;
 pub mod auth;
