@@ -116,8 +116,9 @@ enum Listing {
 /// A [`Connector`] over any object_store [`ObjectStore`] and a key prefix.
 ///
 /// Keys are the object paths below the prefix, `/`-separated. See the
-/// [module docs](self) for what each operation costs and how errors map.
-#[derive(Debug, Clone)]
+/// [module docs](self) for what each operation costs and how errors map. `Debug` shows the
+/// store's `Display` (e.g. `AmazonS3(bucket)`), never its configuration or credentials.
+#[derive(Clone)]
 pub struct ObjectStoreConnector {
     name: &'static str,
     store: Arc<dyn ObjectStore>,
@@ -126,6 +127,23 @@ pub struct ObjectStoreConnector {
     /// Where this source lives, for errors about the source as a whole (`s3://bucket/p`).
     location: String,
     listing: Listing,
+}
+
+impl std::fmt::Debug for ObjectStoreConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let listing = match &self.listing {
+            Listing::Store { webdav: false } => "store".to_owned(),
+            Listing::Store { webdav: true } => "webdav".to_owned(),
+            Listing::Keys(keys) => format!("{} named keys", keys.len()),
+        };
+        f.debug_struct("ObjectStoreConnector")
+            .field("name", &self.name)
+            .field("store", &self.store.to_string())
+            .field("prefix", &self.root)
+            .field("location", &self.location)
+            .field("listing", &listing)
+            .finish()
+    }
 }
 
 impl ObjectStoreConnector {

@@ -85,8 +85,8 @@ mod tests {
             ("path_style", "true"),
             ("region", "eu-west-1"),
             ("access_key_id", "a"),
-            ("secret_access_key", "s"),
-            ("aws_session_token", "t"),
+            ("secret_access_key", "hunter2"),
+            ("aws_session_token", "tok3n"),
         ]);
         let b = builder("b", ok.options()).unwrap();
         assert_eq!(
@@ -98,7 +98,17 @@ mod tests {
             b.get_config_value(&AmazonS3ConfigKey::Endpoint).as_deref(),
             Some("http://127.0.0.1:1")
         );
-        assert_eq!(build(&ok).unwrap().prefix(), "p");
+        let c = build(&ok).unwrap();
+        assert_eq!(c.prefix(), "p");
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("AmazonS3(b)") && debug.contains("s3://b/p"),
+            "{debug}"
+        );
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("tok3n"),
+            "{debug}"
+        );
 
         for (key, value) in [
             ("colour", "red"),
