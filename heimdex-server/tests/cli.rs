@@ -322,3 +322,61 @@ fn usage_errors_are_reported() {
     let out = heimdex(tmp.path(), &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2), "clap usage error");
 }
+
+#[test]
+fn sources_are_listed_and_resynced_without_naming_them() {
+    let samples = samples();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let lib = tmp.path().join("lib");
+    std::fs::create_dir_all(&lib).expect("mkdir");
+    copy_samples(&samples, &lib, &["bikes.mp4"]);
+
+    let out = heimdex(&home, &["index", "--quiet"]);
+    assert_eq!(out.status.code(), Some(1), "nothing registered yet");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sources registered"));
+    let out = heimdex(&home, &["sources"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("no sources yet"));
+
+    let out = heimdex(
+        &home,
+        &["--no-ml", "index", "--quiet", lib.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let out = heimdex(&home, &["sources"]);
+    let text = stdout(&out);
+    let canonical = lib.canonicalize().expect("canonical");
+    assert!(text.contains(&canonical.display().to_string()), "{text}");
+    assert!(
+        text.contains("local") && text.contains("last sync 20"),
+        "{text}"
+    );
+    let listed = json(&heimdex(&home, &["sources", "--json"]));
+    let first_sync = listed[0]["synced_ms"].as_i64().expect("synced_ms");
+
+    // `index` with no source syncs every registered one: nothing changed, then a new file.
+    let out = heimdex(&home, &["--no-ml", "index", "--quiet"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("scan: 0 new, 0 modified, 0 deleted"),
+        "{}",
+        stdout(&out)
+    );
+    copy_samples(&samples, &lib, &["carphone_pristine.mp4"]);
+    let out = heimdex(&home, &["--no-ml", "index", "--quiet"]);
+    assert!(
+        stdout(&out).contains("scan: 1 new, 0 modified, 0 deleted"),
+        "{}",
+        stdout(&out)
+    );
+    let listed = json(&heimdex(&home, &["sources", "--json"]));
+    assert!(listed[0]["synced_ms"].as_i64().expect("synced_ms") >= first_sync);
+    let status = json(&heimdex(&home, &["status", "--json"]));
+    assert_eq!(status["assets"]["indexed"], 2, "{status}");
+
+    // An option that is not KEY=VALUE is a usage error.
+    let out = heimdex(&home, &["index", "-o", "endpoint", lib.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KEY=VALUE"));
+}
