@@ -224,7 +224,7 @@ async fn main() {
     for c in &clips {
         let key = c.file_name().unwrap().to_string_lossy().into_owned();
         let size = std::fs::metadata(c).expect("meta").len();
-        for block in [64 << 10, 256 << 10, engine_block] {
+        for block in [64 << 10, 256 << 10, 1 << 20] {
             let probe = read(Arc::clone(&s3), &key, block, false).await;
             let full = read(Arc::clone(&s3), &key, block, true).await;
             println!(

@@ -71,7 +71,10 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// Lease of a reserved job; extended while the job runs.
     pub visibility: Duration,
-    /// Block size of ranged reads.
+    /// First block size of ranged reads (blocks grow to 8× on sequential reads). 256 KiB:
+    /// probing a 25 MB 1080p MP4 from S3 reads 1.3 % of it with the index at the end (1 MiB
+    /// read 7.6 %), and the whole pipeline reads 1.002× the file in 16 requests (`cargo bench
+    /// --bench connectors`).
     pub read_block: u64,
     /// Retries of failed jobs (bad media fails at once, without retries).
     pub retry: RetryPolicy,
@@ -94,7 +97,7 @@ impl Default for EngineConfig {
             analyze: AnalyzeOptions::default(),
             concurrency: 2,
             visibility: Duration::from_secs(120),
-            read_block: 1 << 20,
+            read_block: 256 << 10,
             retry: RetryPolicy {
                 max_attempts: 3,
                 base_backoff: Duration::from_millis(500),
