@@ -31,6 +31,11 @@ if ! command -v wsgidav >/dev/null 2>&1 || ! python3 -c 'import cheroot' 2>/dev/
   echo "deps: installing wsgidav and cheroot (WebDAV server for the http connector tests)"
   python3 -m pip install -q wsgidav cheroot
 fi
+# Google Cloud Storage JSON API emulator for the gcs connector tests (heimdex-connectors/tests/gcs.rs).
+if ! command -v gcp-storage-emulator >/dev/null 2>&1; then
+  echo "deps: installing gcp-storage-emulator (GCS emulator for the gcs connector tests)"
+  python3 -m pip install -q gcp-storage-emulator
+fi
 npm_prefix="${HEIMDEX_NPM_PREFIX:-$HOME/.cache/heimdex-npm}"
 if [ ! -x "$npm_prefix/node_modules/.bin/azurite-blob" ]; then
   if ! command -v npm >/dev/null 2>&1; then

@@ -11,13 +11,14 @@
 //! | `local` (default) | [`local::LocalConnector`]: a folder (or one file) on a local disk |
 //! | `gdrive` | [`gdrive::GDriveConnector`]: a Google Drive folder, shared drive or My Drive (Drive v3 API; changes feed) |
 //! | `s3` | [`object::s3`]: Amazon S3 and S3-compatible stores (MinIO), `s3://bucket/prefix` |
-//! | `gcs` | [`object::gcs`]: Google Cloud Storage, `gs://bucket/prefix` |
+//! | `gcs` | [`object::gcs`]: Google Cloud Storage, `gs://bucket/prefix` (JSON API) |
 //! | `azure` | [`object::azure`]: Azure Blob Storage, `az://container/prefix` |
 //! | `http` | [`object::http`]: a web server, `https://host/folder/` (WebDAV) or one file |
 //!
-//! The object-store backends share [`object::ObjectStoreConnector`] (any `object_store`
-//! store plus a prefix); their URIs, options and environment variables are in
-//! [`object`]'s docs.
+//! The S3, Azure and HTTP backends share [`object::ObjectStoreConnector`] (any `object_store`
+//! store plus a prefix); their URIs, options and environment variables are in [`object`]'s
+//! docs. GCS has its own connector on the JSON API, [`object::gcs::GcsConnector`], sharing
+//! credentials and retries with Drive ([`google`]).
 //!
 //! ## Sources are URIs
 //!
@@ -55,6 +56,8 @@
 
 #[cfg(feature = "gdrive")]
 pub mod gdrive;
+#[cfg(any(feature = "gdrive", feature = "gcs"))]
+pub mod google;
 #[cfg(feature = "local")]
 pub mod local;
 #[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "http"))]

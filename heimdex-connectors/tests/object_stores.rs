@@ -7,17 +7,15 @@
 //! the process ends) and every scenario uses a fresh bucket, container or folder, so
 //! scenarios are independent and run in parallel (nextest: one process per test).
 //!
-//! Google Cloud Storage is not run here: `gcp-storage-emulator` (PyPI) implements the JSON
-//! API only, while object_store's GCS client uses the XML API (`GET /<bucket>?list-type=2`
-//! and `HEAD /<bucket>/<object>` both answer `501 Not Implemented` there, and its `GET`s carry
-//! no `ETag`, which object_store requires). See docs/connectors.md.
+//! Google Cloud Storage (its own JSON-API connector) runs against `gcp-storage-emulator` in
+//! tests/gcs.rs.
 
 #![cfg(all(feature = "s3", feature = "azure", feature = "http"))]
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path as FsPath, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,113 +35,12 @@ use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload};
 
 // ---------------------------------------------------------------------------------------
-// Emulator processes
+// Emulator processes (tests/support/emulators.rs)
 // ---------------------------------------------------------------------------------------
 
-/// One emulator process of this test process, on `port`. Its watchdog shell ends it when
-/// this process ends (statics are never dropped).
-struct Emulator {
-    port: u16,
-    _child: std::sync::Mutex<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// `program` on PATH, or `None`.
-fn on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
-
-fn missing(what: &str) -> ! {
-    panic!("{what} not found: run `make deps` (scripts/install-deps.sh installs it)")
-}
-
-/// Start `program args…` (with `{port}` in args replaced by a free port) under a watchdog
-/// that kills it when this test process is gone (then removes its log and `cleanup`, its
-/// working directory), and wait until the port accepts.
-fn start(name: &str, program: &FsPath, args: &[&str], cleanup: Option<&FsPath>) -> Emulator {
-    let mut last_err = String::new();
-    for _attempt in 0..3 {
-        let port = free_port();
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| a.replace("{port}", &port.to_string()))
-            .collect();
-        let log =
-            std::env::temp_dir().join(format!("heimdex-{name}-{}-{port}.log", std::process::id()));
-        let script = r#"parent=$1; log=$2; extra=$3; shift 3; "$@" & child=$!
-while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
-kill "$child" 2>/dev/null; wait "$child" 2>/dev/null
-if ! kill -0 "$parent" 2>/dev/null; then rm -rf "$log" $extra; fi"#;
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(script)
-            .arg("sh")
-            .arg(std::process::id().to_string())
-            .arg(&log)
-            .arg(cleanup.map(|p| p.display().to_string()).unwrap_or_default())
-            .arg(program)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("emulator log"))
-            .stderr(std::fs::File::create(&log).expect("emulator log"));
-        if let Some(d) = cleanup {
-            cmd.current_dir(d);
-        }
-        let mut child = cmd.spawn().expect("spawn sh");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                last_err = format!(
-                    "{name} exited ({status}): {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-                let _ = std::fs::remove_file(&log);
-                break;
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                // Still ours (not another process that took the port meanwhile)?
-                std::thread::sleep(Duration::from_millis(100));
-                if matches!(child.try_wait(), Ok(None)) {
-                    return Emulator {
-                        port,
-                        _child: std::sync::Mutex::new(child),
-                    };
-                }
-                continue;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                last_err = format!("{name} did not listen on {port} within 60 s");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("could not start {name}: {last_err}");
-}
-
-/// A unique lower-case name for a bucket, container or folder.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}-{nanos}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+#[path = "support/emulators.rs"]
+mod emulators;
+use emulators::{Emulator, free_port, missing, on_path, start, unique};
 
 /// A minimal HTTP/1.1 request to 127.0.0.1:`port`; the status code and body.
 fn raw_http(port: u16, method: &str, path: &str, headers: &[(&str, String)]) -> (u16, String) {

@@ -4,14 +4,14 @@
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::GDriveError;
-use super::auth::TokenSource;
+use crate::google::{RetryPolicy, TokenSource};
 
 /// MIME type of Drive folders.
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
@@ -152,45 +152,6 @@ struct ErrorItem {
     reason: String,
 }
 
-/// Retry policy for rate limits (429, 403 `rateLimitExceeded`/`userRateLimitExceeded`), server
-/// errors (5xx) and failed connections: exponential backoff with jitter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all (1 = no retry).
-    pub max_attempts: u32,
-    /// Delay before the first retry; doubled each time, plus up to as much again of jitter.
-    pub base_delay: Duration,
-    /// Upper bound of one delay.
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 6,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(32),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn delay(&self, retry: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << retry.min(16))
-            .min(self.max_delay);
-        // Jitter: up to one base delay, from the clock's nanoseconds (no RNG needed).
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let base = self.base_delay.as_nanos().max(1) as u64;
-        let jitter = Duration::from_nanos(u64::from(nanos) % base);
-        (exp + jitter).min(self.max_delay.max(self.base_delay))
-    }
-}
-
 /// Counters of the requests a connector made (all of them, including token requests and
 /// retries), for tests and measurements.
 #[derive(Debug, Default)]
@@ -268,7 +229,12 @@ impl Api {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let token = match self.tokens.token(&self.client).await {
+            let token = match self
+                .tokens
+                .token(&self.client)
+                .await
+                .map_err(GDriveError::from)
+            {
                 Ok(t) => Some(t),
                 Err(e) if e.retryable() && attempt < self.retry.max_attempts => {
                     tracing::debug!(attempt, error = %e, "gdrive: token endpoint; retrying");

@@ -118,8 +118,9 @@ use heimdex_core::connector::{Change, ChangeSet, Connector, ListPage, ListReques
 use heimdex_core::media::{MediaKind, has_video_extension};
 use serde::{Deserialize, Serialize};
 
+pub use crate::google::RetryPolicy;
+pub use api::GDriveStats;
 use api::{Api, DriveFile, FOLDER_MIME, GOOGLE_APPS_PREFIX};
-pub use api::{GDriveStats, RetryPolicy};
 pub use auth::{Credentials, DRIVE_READONLY_SCOPE, ServiceAccountKey};
 
 use crate::source::{SourceError, SourceSpec};
@@ -170,6 +171,18 @@ pub enum GDriveError {
         #[source]
         last: Box<GDriveError>,
     },
+}
+
+impl From<crate::google::AuthError> for GDriveError {
+    fn from(e: crate::google::AuthError) -> Self {
+        use crate::google::AuthError as A;
+        match e {
+            A::Http(e) => Self::Http(e),
+            A::Token { status, body } => Self::Token { status, body },
+            A::Credentials(m) => Self::Credentials(m),
+            A::Decode(m) => Self::Decode(m),
+        }
+    }
 }
 
 impl GDriveError {
@@ -583,7 +596,11 @@ impl std::fmt::Debug for GDriveConnector {
 impl GDriveConnector {
     /// A connector with `config`. Makes no request (the root is resolved on first use).
     pub fn new(config: GDriveConfig) -> Result<Self, GDriveError> {
-        let tokens = auth::TokenSource::new(config.credentials, config.token_uri);
+        let tokens = crate::google::TokenSource::new(
+            config.credentials,
+            DRIVE_READONLY_SCOPE,
+            config.token_uri,
+        );
         let api = Api::new(&config.endpoint, tokens, config.retry, config.timeout)?;
         Ok(Self {
             api,
