@@ -18,9 +18,11 @@
 //!   from the `Content-Range` total.
 //! - An empty body in a media upload crashes the handler (`len(None)`): the fixture writes
 //!   empty objects with a multipart upload instead.
-//! - Authorization headers are not checked, so credentials are not exercised here (unit
-//!   tests cover their configuration; the token code is the Drive connector's, tested
-//!   against the fake Drive server).
+//! - Authorization headers are not checked.
+//!
+//! What the emulator cannot show (credentials, GCS paging, `412`, `x-goog-generation`, `416`,
+//! a server ignoring `Range`, retries of 503s) runs at the end of this file against a small
+//! fake with Google's semantics (tests/support/fake_gcs.rs).
 
 #![cfg(feature = "gcs")]
 
@@ -517,4 +519,177 @@ async fn emulator_behaviour() {
         r.status(),
         r.headers().get("content-range")
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// What the emulator lacks, on a fake with Google's semantics (tests/support/fake_gcs.rs)
+// ---------------------------------------------------------------------------------------
+
+#[path = "support/fake_gcs.rs"]
+mod fake_gcs;
+use fake_gcs::FakeGcs;
+
+const TEST_KEY: &str = include_str!("fixtures/gdrive-test-key.pem");
+
+/// A connector on the fake, authenticated with a service-account key (JWT bearer grant).
+fn fake_connector(fake: &FakeGcs, prefix: &str, extra: &[(&str, &str)]) -> GcsConnector {
+    let key = serde_json::json!({
+        "type": "service_account",
+        "private_key_id": "test-key-1",
+        "private_key": TEST_KEY,
+        "client_email": fake_gcs::SA_EMAIL,
+        "token_uri": fake.token_uri(),
+    })
+    .to_string();
+    let spec = SourceSpec::parse(&format!("gs://{}/{prefix}", fake_gcs::BUCKET))
+        .unwrap()
+        .with_options(
+            [
+                ("endpoint", fake.url.clone()),
+                ("service_account_key", key),
+                ("retry_timeout", "30s".to_owned()),
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| (*k, v.to_string()))),
+        );
+    let config = GcsConfig::from_spec_and_env(&spec, |_| None).unwrap();
+    let config = config.with_retry(heimdex_connectors::google::RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+    });
+    GcsConnector::new(config, spec.uri()).unwrap()
+}
+
+/// Service-account auth (one JWT grant, scope devstorage.read_only, bearer token on every
+/// call); GCS paging (maxResults + pageToken, startOffset for the connector's tokens);
+/// checked reads decided by the server (412, x-goog-generation) in one request; 416 past
+/// the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_gcs_paging_generations_and_auth() {
+    let fake = FakeGcs::start().await;
+    for i in 0..5 {
+        fake.put(&format!("m/v{i}.mp4"), &fake_mp4(100, i));
+        fake.put(&format!("m/n{i}.txt"), b"x");
+    }
+    fake.put("other/x.mp4", b"x");
+    let c = fake_connector(&fake, "m", &[]);
+    let mut token = None;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let mut req = ListRequest::with_page_size(2);
+        req.page_token = token.take();
+        let page = c.list(req).await.unwrap();
+        pages += 1;
+        seen.extend(page.objects.into_iter().map(|o| o.key));
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["v0.mp4", "v1.mp4", "v2.mp4", "v3.mp4", "v4.mp4"]);
+    assert_eq!(pages, 3);
+    // The first page of 2 asks for 3 objects (n0..n2 sort first): it follows GCS's
+    // nextPageToken until two videos and one more candidate are seen.
+    assert!(fake.lock().lists >= 3);
+    assert_eq!(fake.lock().jwt_grants, 1);
+
+    let meta = c.stat("v1.mp4").await.unwrap();
+    assert_eq!(meta.modified_ms, Some(1_796_090_400_123));
+    let media = fake.lock().media;
+    let metadata = fake.lock().metadata;
+    let got = c
+        .read_range_checked("v1.mp4", 10..20, &meta.version)
+        .await
+        .unwrap();
+    assert_eq!(got, &fake_mp4(100, 1)[10..20]);
+    assert_eq!(fake.lock().media - media, 1);
+    assert_eq!(fake.lock().metadata, metadata, "x-goog-generation: no stat");
+
+    let g2 = fake.put("m/v1.mp4", &fake_mp4(200, 9));
+    match c.read_range_checked("v1.mp4", 10..20, &meta.version).await {
+        Err(ConnectorError::Changed {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected, meta.version);
+            assert_eq!(found, g2.to_string());
+        }
+        other => panic!("expected Changed, got {other:?}"),
+    }
+    let err = c.read_range("v1.mp4", 500..600).await.expect_err("416");
+    assert!(
+        matches!(err, ConnectorError::RangeOutOfBounds { size, .. } if size == fake_mp4(200, 0).len() as u64),
+        "{err:?}"
+    );
+    assert_eq!(fake.lock().jwt_grants, 1, "the token is cached");
+}
+
+/// A server that ignores `Range`: the asked bytes come back, the body stops being read once
+/// they have arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_gcs_ignoring_range_reads_only_what_it_needs() {
+    let fake = FakeGcs::start().await;
+    fake.lock().ignore_range = true;
+    let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    fake.put("big.mp4", &data);
+    let c = fake_connector(&fake, "", &[]);
+    let stats = c.stats();
+    assert_eq!(
+        c.read_range("big.mp4", 100..200).await.unwrap(),
+        &data[100..200]
+    );
+    assert_eq!(
+        c.read_range("big.mp4", 50_000..50_010).await.unwrap(),
+        &data[50_000..50_010]
+    );
+    let received = stats.media_bytes();
+    assert!(received < 256 * 1024, "{received} bytes received");
+    let err = c
+        .read_range("big.mp4", 4_000_000..4_000_001)
+        .await
+        .expect_err("past end");
+    assert!(
+        matches!(err, ConnectorError::RangeOutOfBounds { .. }),
+        "{err:?}"
+    );
+}
+
+/// 503s are retried with backoff; a refused token is PermissionDenied; a missing bucket
+/// NotFound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_gcs_retries_and_errors() {
+    let fake = FakeGcs::start().await;
+    fake.put("a.mp4", b"0123456789");
+    let c = fake_connector(&fake, "", &[]);
+    fake.lock().fail_next = 2;
+    assert_eq!(list_all(&c, None).await.unwrap().len(), 1);
+    assert_eq!(c.stats().retries(), 2);
+    fake.lock().fail_next = 10;
+    let err = c.stat("a.mp4").await.expect_err("503s");
+    assert!(matches!(err, ConnectorError::Unavailable { .. }), "{err:?}");
+    fake.lock().fail_next = 0;
+
+    let spec = SourceSpec::parse(&format!("gs://{}/", fake_gcs::BUCKET))
+        .unwrap()
+        .with_options([("endpoint", fake.url.as_str()), ("token", "wrong")]);
+    let wrong = gcs::build(&spec).unwrap();
+    let err = wrong.read_range("a.mp4", 0..4).await.expect_err("401");
+    assert!(
+        matches!(
+            err,
+            ConnectorError::PermissionDenied {
+                connector: "gcs",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let spec = SourceSpec::parse("gs://nope/").unwrap().with_options([
+        ("endpoint", fake.url.as_str()),
+        ("token", fake_gcs::ACCESS_TOKEN),
+    ]);
+    let missing = gcs::build(&spec).unwrap();
+    let err = missing.list(ListRequest::default()).await.expect_err("404");
+    assert!(matches!(err, ConnectorError::NotFound { .. }), "{err:?}");
 }
