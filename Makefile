@@ -91,7 +91,7 @@ fmt:
 bench: samples models
 	cargo bench -p heimdex-server --bench ingest
 	cargo bench -p heimdex-pipeline --bench ingest
-	cargo bench -p heimdex-pipeline --features ml --bench asr --bench ocr --bench embed
+	cargo bench -p heimdex-pipeline --features ml --bench asr --bench ocr --bench embed --bench tags
 	cargo bench -p heimdex-index --bench search
 
 clean-demo:

@@ -18,6 +18,8 @@ pub mod embed;
 pub mod faces;
 #[cfg(feature = "ocr")]
 pub mod ocr;
+#[cfg(feature = "tags")]
+pub mod tags;
 
 /// Errors of the ML plumbing and stages.
 #[derive(Debug, thiserror::Error)]
