@@ -188,10 +188,11 @@ pub struct ChangeSet {
 /// A storage source that Heimdex reads in place, without copying.
 ///
 /// # Contract
-/// - [`list`](Connector::list) returns the *candidate video objects* under the source: objects
-///   whose content sniffs as a video container (see [`crate::media::sniff`]) **or** whose name
-///   has a video extension (so a broken `.mp4` is still listed and fails its own job with a
-///   reason, rather than silently vanishing). Pages are in ascending key order; following
+/// - [`list`](Connector::list) returns the *candidate media objects* under the source:
+///   objects whose content sniffs as a video container or audio file (see
+///   [`crate::media::sniff`]) **or** whose name has a video or audio extension (so a broken
+///   `.mp4` is still listed and fails its own job with a reason, rather than silently
+///   vanishing). Pages are in ascending key order; following
 ///   `next_page_token` until `None` yields every candidate exactly once.
 /// - [`stat`](Connector::stat) returns the same [`ObjectMeta`] the listing would, or
 ///   [`ConnectorError::NotFound`].
@@ -212,8 +213,8 @@ pub struct ChangeSet {
 /// # Listing by content or by name
 /// A connector that can read the first bytes of a file cheaply (a local disk) lists by
 /// content *and* name, as above. A remote connector (object stores, Drive) must not read
-/// object contents to list: it lists the objects whose name has a video extension (or whose
-/// backend-declared content type is video), with `media` set to
+/// object contents to list: it lists the objects whose name has a video or audio extension
+/// (or whose backend-declared content type is video or audio), with `media` set to
 /// [`MediaKind::UnknownWithVideoExtension`] (content not looked at yet); the pipeline's probe
 /// reads only the bytes it needs of the objects a change selects.
 #[async_trait]

@@ -3,7 +3,9 @@
 use crate::error::ErrorKind;
 use std::fmt::Debug;
 
-use crate::sidecar::{CustomBlock, Embeddings, ExtractorInfo, Faces, Ocr, Sidecar, Transcript};
+use crate::sidecar::{
+    CustomBlock, Embeddings, ExtractorInfo, Faces, Ocr, Sidecar, Transcript, Visual,
+};
 
 /// Errors of an extractor.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub struct Needs {
     pub keyframes: bool,
     /// The audio track as 16 kHz mono f32.
     pub audio_16k: bool,
+    /// Besides the keyframes, frames sampled through each shot wherever the picture changed
+    /// ([`ExtractContext::samples`]): for what appears and goes mid-shot, such as captions.
+    pub samples: bool,
     /// Names of stages whose output (in the sidecar) must exist first.
     pub after: Vec<String>,
 }
@@ -63,6 +68,14 @@ impl Needs {
     pub fn audio() -> Self {
         Self {
             audio_16k: true,
+            ..Self::default()
+        }
+    }
+    /// Needs keyframes and the frames sampled through each shot.
+    pub fn keyframes_and_samples() -> Self {
+        Self {
+            keyframes: true,
+            samples: true,
             ..Self::default()
         }
     }
@@ -92,6 +105,9 @@ pub struct ExtractContext<'a> {
     pub keyframes: &'a [FrameRef<'a>],
     /// 16 kHz mono audio (`None` unless [`Needs::audio_16k`] and the asset has audio).
     pub audio_16k: Option<&'a [f32]>,
+    /// Frames sampled mid-shot where the picture changed, in time order, each with its shot
+    /// and time (empty unless [`Needs::samples`]; a static shot has none).
+    pub samples: &'a [FrameRef<'a>],
     /// Report progress of this stage in 0..=100.
     pub progress: &'a (dyn Fn(f32) + Sync),
 }
@@ -101,6 +117,7 @@ impl std::fmt::Debug for ExtractContext<'_> {
         f.debug_struct("ExtractContext")
             .field("asset", &self.sidecar.asset.key)
             .field("keyframes", &self.keyframes.len())
+            .field("samples", &self.samples.len())
             .field("audio_16k", &self.audio_16k.map(<[f32]>::len))
             .finish_non_exhaustive()
     }
@@ -118,8 +135,15 @@ impl<'a> ExtractContext<'a> {
             sidecar,
             keyframes,
             audio_16k,
+            samples: &[],
             progress,
         }
+    }
+
+    /// The same context with `samples` ([`ExtractContext::samples`]).
+    pub fn with_samples(mut self, samples: &'a [FrameRef<'a>]) -> Self {
+        self.samples = samples;
+        self
     }
 }
 
@@ -133,6 +157,8 @@ pub enum StageData {
     Ocr(Ocr),
     /// Goes to `sidecar.faces`.
     Faces(Faces),
+    /// Goes to `sidecar.visual`.
+    Visual(Visual),
     /// Goes to `sidecar.embeddings`.
     Embeddings(Embeddings),
     /// Goes to `sidecar.extensions[extractor name]`; its spans become searchable segments.
@@ -170,6 +196,7 @@ pub fn apply_stage(sidecar: &mut Sidecar, info: ExtractorInfo, elapsed_ms: u64, 
         StageData::Transcript(t) => sidecar.transcript = Some(StageBlock::new(info, elapsed_ms, t)),
         StageData::Ocr(o) => sidecar.ocr = Some(StageBlock::new(info, elapsed_ms, o)),
         StageData::Faces(f) => sidecar.faces = Some(StageBlock::new(info, elapsed_ms, f)),
+        StageData::Visual(v) => sidecar.visual = Some(StageBlock::new(info, elapsed_ms, v)),
         StageData::Embeddings(e) => {
             let name = info.name.clone();
             sidecar
@@ -247,7 +274,8 @@ pub fn provided_names(e: &dyn Extractor) -> Vec<String> {
 }
 
 /// The typed sidecar block a stage writes, by the naming convention of its stage name
-/// (`asr.*` → `transcript`, `ocr.*` → `ocr`, `faces.*` → `faces`, `embed.*` → `embeddings`).
+/// (`asr.*` → `transcript`, `ocr.*` → `ocr`, `faces.*` → `faces`, `visual.*` → `visual`,
+/// `embed.*` → `embeddings`).
 fn block_name(e: &dyn Extractor) -> Option<&'static str> {
     let name = e.info().name;
     let prefix = name.split('.').next().unwrap_or("");
@@ -255,6 +283,7 @@ fn block_name(e: &dyn Extractor) -> Option<&'static str> {
         "asr" | "transcript" => Some("transcript"),
         "ocr" => Some("ocr"),
         "faces" => Some("faces"),
+        "visual" => Some("visual"),
         "embed" | "embeddings" => Some("embeddings"),
         _ => None,
     }

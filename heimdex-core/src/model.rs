@@ -294,6 +294,8 @@ pub enum SegmentKind {
     Transcript,
     /// On-screen text.
     Ocr,
+    /// What a shot shows (labels, objects, generated description).
+    Visual,
     /// Produced by an integrator's extractor.
     Custom,
 }
@@ -306,8 +308,35 @@ impl SegmentKind {
             Self::Shot => "shot",
             Self::Transcript => "transcript",
             Self::Ocr => "ocr",
+            Self::Visual => "visual",
             Self::Custom => "custom",
         }
+    }
+
+    /// Every kind, in a stable order.
+    pub const ALL: [SegmentKind; 6] = [
+        Self::Asset,
+        Self::Shot,
+        Self::Transcript,
+        Self::Ocr,
+        Self::Visual,
+        Self::Custom,
+    ];
+}
+
+impl std::str::FromStr for SegmentKind {
+    type Err = String;
+
+    /// The kind named by [`SegmentKind::as_str`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown segment kind `{s}` (one of asset, shot, transcript, ocr, visual, custom)"
+                )
+            })
     }
 }
 

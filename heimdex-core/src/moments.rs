@@ -63,10 +63,26 @@ pub fn merge_hits(hits: &[SearchHit], gap_s: f64) -> Vec<Moment> {
     moments
 }
 
+/// The signals of `hit` as a moment reports them: a match by meaning on what a shot shows (a
+/// `visual` segment's text vector) is the `visual` signal, so "why it matched" says the
+/// picture matched rather than words.
+fn hit_signals(hit: &SearchHit) -> Vec<SignalMatch> {
+    let mut signals = hit.signals.clone();
+    if hit.doc.kind == SegmentKind::Visual {
+        for s in &mut signals {
+            if s.signal.starts_with("vector:") && s.signal != "vector:image" {
+                s.signal = "visual".into();
+            }
+        }
+    }
+    signals
+}
+
 fn merge_ranges(hits: &[&SearchHit], gap_s: f64) -> Vec<Moment> {
     let mut moments: Vec<Moment> = Vec::new();
     for hit in hits {
         let d = &hit.doc;
+        let signals = hit_signals(hit);
         let existing = moments.iter().position(|m| {
             m.asset == d.asset && d.start_s <= m.end_s + gap_s && d.end_s + gap_s >= m.start_s
         });
@@ -81,7 +97,7 @@ fn merge_ranges(hits: &[&SearchHit], gap_s: f64) -> Vec<Moment> {
                 if m.snippet.is_none() {
                     m.snippet = hit.snippet.clone();
                 }
-                for s in &hit.signals {
+                for s in &signals {
                     match m.signals.iter_mut().find(|x| x.signal == s.signal) {
                         Some(x) if s.rank < x.rank => *x = s.clone(),
                         Some(_) => {}
@@ -98,7 +114,7 @@ fn merge_ranges(hits: &[&SearchHit], gap_s: f64) -> Vec<Moment> {
                 end_s: d.end_s,
                 score: hit.score,
                 thumbnail: d.thumbnail.clone(),
-                signals: hit.signals.clone(),
+                signals,
                 snippet: hit.snippet.clone(),
                 segments: vec![d.segment.clone()],
             }),
@@ -167,6 +183,26 @@ mod tests {
             }],
             snippet: None,
         }
+    }
+
+    #[test]
+    fn a_match_by_meaning_on_what_a_shot_shows_is_the_visual_signal() {
+        let mut h = hit("a", "visual-00001", 0.0, 4.0, 0.9);
+        h.doc.kind = SegmentKind::Visual;
+        h.signals.push(SignalMatch {
+            signal: "vector:text".into(),
+            score: 0.6,
+            rank: 1,
+        });
+        let mut t = hit("a", "transcript-00000", 1.0, 3.0, 0.8);
+        t.signals = vec![SignalMatch {
+            signal: "vector:text".into(),
+            score: 0.5,
+            rank: 2,
+        }];
+        let m = merge_hits(&[h, t], 0.5);
+        let names: Vec<&str> = m[0].signals.iter().map(|s| s.signal.as_str()).collect();
+        assert_eq!(names, vec!["keyword", "visual", "vector:text"]);
     }
 
     #[test]

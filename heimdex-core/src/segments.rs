@@ -85,6 +85,11 @@ pub fn from_sidecar(sidecar: &Sidecar) -> Vec<Segment> {
             });
         }
     }
+    if let Some(visual) = &sidecar.visual {
+        for shot in &visual.data.shots {
+            out.push(visual_segment(shot));
+        }
+    }
     for (name, block) in &sidecar.extensions {
         for (i, span) in block.data.spans.iter().enumerate() {
             out.push(Segment {
@@ -110,6 +115,64 @@ pub fn from_sidecar(sidecar: &Sidecar) -> Vec<Segment> {
         }
     }
     out
+}
+
+/// The filter tag of a visual label or broader word (`Dog` → `visual:dog`): what
+/// `--shows dog` filters on.
+pub fn visual_tag(label: &str) -> String {
+    format!("visual:{}", label.trim().to_lowercase())
+}
+
+/// The filter tag of a detected object (`Car` → `object:car`).
+pub fn object_tag(label: &str) -> String {
+    format!("object:{}", label.trim().to_lowercase())
+}
+
+/// The searchable segment of what a shot shows: its description, then every label, synonym,
+/// broader word and object name (so "coast" and "mountain" find a shot the classifier called
+/// "seashore" or "alp"), tagged `object:<label>` per object and `visual:<label>` per label for
+/// filters (`--object dog`).
+fn visual_segment(shot: &crate::sidecar::ShotVisual) -> Segment {
+    let mut words: Vec<&str> = Vec::new();
+    for t in &shot.tags {
+        words.push(&t.label);
+        words.extend(t.synonyms.iter().map(String::as_str));
+        words.extend(t.broader.iter().map(String::as_str));
+    }
+    for o in &shot.objects {
+        words.push(&o.label);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut text = shot.description.clone();
+    for w in words {
+        if seen.insert(w.to_lowercase()) && !shot.description.contains(w) {
+            text.push_str(". ");
+            text.push_str(w);
+        }
+    }
+    let mut tags: Vec<String> =
+        shot.objects
+            .iter()
+            .map(|o| object_tag(&o.label))
+            .chain(shot.objects.iter().map(|o| visual_tag(&o.label)).chain(
+                shot.tags.iter().flat_map(|t| {
+                    std::iter::once(&t.label)
+                        .chain(&t.broader)
+                        .map(|l| visual_tag(l))
+                }),
+            ))
+            .collect();
+    tags.sort();
+    tags.dedup();
+    Segment {
+        id: format!("visual-{:05}", shot.shot_index),
+        kind: SegmentKind::Visual,
+        start_s: shot.start_s,
+        end_s: shot.end_s,
+        text,
+        thumbnail: None,
+        tags,
+    }
 }
 
 /// A window never grows beyond this many seconds.
@@ -316,6 +379,51 @@ fn technical_words(t: &Technical) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shot_s_look_is_searchable_by_every_name_and_filterable_by_object() {
+        use crate::sidecar::{ShotVisual, VisualObject, VisualTag};
+        let shot = ShotVisual {
+            shot_index: 2,
+            start_s: 4.0,
+            end_s: 9.5,
+            tags: vec![VisualTag {
+                label: "alp".into(),
+                synonyms: vec![],
+                broader: vec!["mountain".into(), "landscape".into()],
+                score: 0.62,
+                model: "efficientnet-lite0".into(),
+            }],
+            objects: vec![VisualObject {
+                label: "Dog".into(),
+                count: 2,
+                score: 0.8,
+                boxes: vec![],
+                model: "ssd".into(),
+            }],
+            description: "alp; two dogs; bright, blue".into(),
+        };
+        let seg = visual_segment(&shot);
+        assert_eq!(seg.id, "visual-00002");
+        assert_eq!(seg.kind, SegmentKind::Visual);
+        assert_eq!((seg.start_s, seg.end_s), (4.0, 9.5));
+        for word in ["alp", "mountain", "landscape", "Dog", "bright"] {
+            assert!(seg.text.contains(word), "{word} in {:?}", seg.text);
+        }
+        assert_eq!(seg.text.matches("alp").count(), 1, "{:?}", seg.text);
+        assert_eq!(
+            seg.tags,
+            vec![
+                "object:dog",
+                "visual:alp",
+                "visual:dog",
+                "visual:landscape",
+                "visual:mountain"
+            ]
+        );
+        assert_eq!("visual".parse::<SegmentKind>(), Ok(SegmentKind::Visual));
+        assert!("pixels".parse::<SegmentKind>().is_err());
+    }
 
     #[test]
     fn transcript_windows_split_at_sentences_and_pauses() {

@@ -47,6 +47,10 @@ pub struct Sidecar {
     /// Faces found on keyframes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faces: Option<StageBlock<Faces>>,
+    /// What is visible in each shot: scene and object labels, counted objects, and a short
+    /// generated description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visual: Option<StageBlock<Visual>>,
     /// Embedding vectors of this asset's moments, one block per embedding stage (keyed by the
     /// stage name, e.g. `embed.text`, `embed.image`), so each stage can be re-run alone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -69,6 +73,7 @@ impl Sidecar {
             transcript: None,
             ocr: None,
             faces: None,
+            visual: None,
             embeddings: BTreeMap::new(),
             extensions: BTreeMap::new(),
         }
@@ -88,6 +93,7 @@ impl Sidecar {
             "transcript" => self.transcript.as_ref().map(|b| &b.extractor),
             "ocr" => self.ocr.as_ref().map(|b| &b.extractor),
             "faces" => self.faces.as_ref().map(|b| &b.extractor),
+            "visual" => self.visual.as_ref().map(|b| &b.extractor),
             other => self
                 .embeddings
                 .get(other)
@@ -105,13 +111,14 @@ impl Sidecar {
     /// Every stage block's extractor identity, with the block name.
     pub fn stages(&self) -> Vec<(String, &ExtractorInfo)> {
         let mut out = Vec::new();
-        let typed: [(&str, Option<&ExtractorInfo>); 6] = [
+        let typed: [(&str, Option<&ExtractorInfo>); 7] = [
             ("technical", self.technical.as_ref().map(|b| &b.extractor)),
             ("shots", self.shots.as_ref().map(|b| &b.extractor)),
             ("audio", self.audio.as_ref().map(|b| &b.extractor)),
             ("transcript", self.transcript.as_ref().map(|b| &b.extractor)),
             ("ocr", self.ocr.as_ref().map(|b| &b.extractor)),
             ("faces", self.faces.as_ref().map(|b| &b.extractor)),
+            ("visual", self.visual.as_ref().map(|b| &b.extractor)),
         ];
         for (name, info) in typed {
             if let Some(info) = info {
@@ -281,12 +288,17 @@ pub struct StreamInfo {
     /// Bit rate in bits per second, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bitrate: Option<u64>,
-    /// Video width in pixels.
+    /// Video width in pixels, as displayed (after [`rotation`](Self::rotation)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
-    /// Video height in pixels.
+    /// Video height in pixels, as displayed (after [`rotation`](Self::rotation)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// Clockwise rotation in degrees (90, 180 or 270) a player applies to show the video
+    /// upright, from the stream's display matrix (phone footage); absent when none.
+    /// Keyframes and thumbnails are already upright.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<u32>,
     /// Average frame rate (frames per second).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fps: Option<f64>,
@@ -451,6 +463,70 @@ pub struct OcrLine {
     pub bbox: BoundingBox,
     /// Recogniser confidence in [0, 1].
     pub confidence: f32,
+}
+
+/// What is visible, shot by shot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Visual {
+    /// One entry per shot looked at, in shot order.
+    pub shots: Vec<ShotVisual>,
+}
+
+/// What is visible in one shot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShotVisual {
+    /// The shot's index in the shot list.
+    pub shot_index: u32,
+    /// Start of the shot, seconds.
+    pub start_s: f64,
+    /// End of the shot, seconds.
+    pub end_s: f64,
+    /// Scene and object labels of an image classifier, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<VisualTag>,
+    /// Objects a detector found, with how many and where, most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<VisualObject>,
+    /// A short generated description of the shot ("seashore, lakeside; bright, blue"), what
+    /// the text embedding of the shot's look is computed from.
+    pub description: String,
+}
+
+/// A label of what a shot shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisualTag {
+    /// The label (the class's first name, e.g. `seashore`).
+    pub label: String,
+    /// Other names of the same class (`coast`, `seacoast`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub synonyms: Vec<String>,
+    /// Plainer, broader words people search by (`alp` → `mountain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broader: Vec<String>,
+    /// Model score in 0..=1 (the best over the frames looked at).
+    pub score: f32,
+    /// The model that gave it.
+    pub model: String,
+}
+
+/// Objects of one kind in a shot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisualObject {
+    /// What (`person`, `car`, `dog`).
+    pub label: String,
+    /// How many are visible at once (the most on one frame looked at).
+    pub count: u32,
+    /// Best detection score in 0..=1.
+    pub score: f32,
+    /// Their boxes on the keyframe, in keyframe pixels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boxes: Vec<BoundingBox>,
+    /// The model that found them.
+    pub model: String,
 }
 
 /// Faces found on keyframes.

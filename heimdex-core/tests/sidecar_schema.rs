@@ -69,6 +69,7 @@ fn full_sidecar() -> Sidecar {
                 bitrate: None,
                 width: Some(1280),
                 height: Some(720),
+                rotation: Some(90),
                 fps: Some(25.0),
                 frames: Some(125),
                 pix_fmt: Some("yuv420p".into()),

@@ -12,8 +12,8 @@ use heimdex_core::sidecar::{Shot, Shots};
 use crate::input::{self, NOPTS, rel_seconds};
 use crate::shots::CutDetector;
 use crate::{
-    Analysis, AnalyzeOptions, DecodedAudio, KeyframeImage, MediaRead, PipelineError, Progress,
-    keyframe,
+    Analysis, AnalyzeOptions, DecodedAudio, FrameImage, KeyframeImage, MediaRead, PipelineError,
+    Progress, keyframe,
 };
 
 /// How far into a shot the keyframe is taken (when the shot is that long).
@@ -104,6 +104,28 @@ fn fit(w: u32, h: u32, max_w: u32, max_side: u32) -> (u32, u32) {
     (nw, nh)
 }
 
+/// A pixel counts as changed when one of its channels moved by at least this much (0..=255)
+/// between two downscaled frames: above compression noise, below any real edit.
+const PIXEL_CHANGE: u8 = 24;
+
+/// Fraction of the pixels of two equally sized RGB24 frames that changed
+/// ([`PIXEL_CHANGE`]); 1.0 when the sizes differ.
+pub(crate) fn changed_fraction(a: &[u8], b: &[u8]) -> f64 {
+    if a.len() != b.len() || a.is_empty() {
+        return 1.0;
+    }
+    let changed = a
+        .chunks_exact(3)
+        .zip(b.chunks_exact(3))
+        .filter(|(p, q)| {
+            p.iter()
+                .zip(q.iter())
+                .any(|(x, y)| x.abs_diff(*y) >= PIXEL_CHANGE)
+        })
+        .count();
+    changed as f64 / (a.len() / 3) as f64
+}
+
 struct KeyCandidate {
     frame: u64,
     time_s: f64,
@@ -119,8 +141,21 @@ struct CurrentShot {
     key_is_offset: bool,
 }
 
+/// What the sampler remembers of the last frame captured in the current shot (keyframe or
+/// sample): its downscaled pixels and time.
+struct LastCapture {
+    small: Vec<u8>,
+    time_s: f64,
+}
+
 struct VideoSink<'o> {
     opts: &'o AnalyzeOptions,
+    /// Clockwise rotation (0, 90, 180, 270) applied to captured frames so they are upright.
+    rotation: u32,
+    /// Frames sampled through each shot where the picture changed (when
+    /// [`AnalyzeOptions::sample_frames`]).
+    samples: Vec<FrameImage>,
+    last_capture: Option<LastCapture>,
     time_base: ff::Rational,
     stream_start: i64,
     start: Option<i64>,
@@ -143,15 +178,73 @@ struct VideoSink<'o> {
 impl<'o> VideoSink<'o> {
     /// Keep the keyframes within the memory budget: halve every keyframe (and the size of
     /// those to come) until they fit. Each halving quarters the bytes.
+    /// Sampled frames share the budget.
     fn enforce_keyframe_budget(&mut self) {
         while self.keyframe_bytes > self.opts.keyframe_budget_bytes && self.keyframe_side > 64 {
             self.keyframe_side /= 2;
             self.keyframe_bytes = 0;
             for k in &mut self.keyframes {
-                keyframe::shrink_to(k, self.keyframe_side);
+                keyframe::shrink_to(&mut k.rgb, &mut k.width, &mut k.height, self.keyframe_side);
+                self.keyframe_bytes += k.rgb.len();
+            }
+            for k in &mut self.samples {
+                keyframe::shrink_to(&mut k.rgb, &mut k.width, &mut k.height, self.keyframe_side);
                 self.keyframe_bytes += k.rgb.len();
             }
         }
+    }
+
+    /// Remember the current analysis frame as the last one captured at `t`.
+    fn mark_captured(&mut self, t: f64) {
+        if !self.opts.sample_frames {
+            return;
+        }
+        match &mut self.last_capture {
+            Some(last) => {
+                last.small.clear();
+                last.small.extend_from_slice(&self.small);
+                last.time_s = t;
+            }
+            None => {
+                self.last_capture = Some(LastCapture {
+                    small: self.small.clone(),
+                    time_s: t,
+                })
+            }
+        }
+    }
+
+    /// Sample this frame if the interval since the last capture has passed and the picture
+    /// changed enough since then.
+    fn maybe_sample(&mut self, f: &frame::Video, t: f64) -> Result<(), PipelineError> {
+        let Some(last) = &self.last_capture else {
+            return Ok(());
+        };
+        if t - last.time_s < self.opts.sample_interval_s
+            || changed_fraction(&last.small, &self.small) < self.opts.sample_change
+        {
+            return Ok(());
+        }
+        let c = self.capture(f, t)?;
+        let mut image = FrameImage {
+            shot_index: u32::try_from(self.shots.len()).unwrap_or(u32::MAX),
+            time_s: c.time_s,
+            frame: c.frame,
+            width: c.width,
+            height: c.height,
+            rgb: c.rgb,
+        };
+        keyframe::shrink_to(
+            &mut image.rgb,
+            &mut image.width,
+            &mut image.height,
+            self.keyframe_side,
+        );
+        self.keyframe_bytes += image.rgb.len();
+        self.samples.push(image);
+        self.mark_captured(t);
+        self.enforce_keyframe_budget();
+        Ok(())
     }
 
     fn capture(&mut self, f: &frame::Video, t: f64) -> Result<KeyCandidate, PipelineError> {
@@ -162,6 +255,7 @@ impl<'o> VideoSink<'o> {
         let sc = Scaler::get(&mut self.keyscaler, f, w, h, scaling::Flags::BILINEAR)?;
         let mut rgb = Vec::new();
         let (width, height) = sc.convert_into(f, &mut rgb)?;
+        let (rgb, width, height) = keyframe::rotate(rgb, width, height, self.rotation);
         Ok(KeyCandidate {
             frame: self.index,
             time_s: t,
@@ -205,6 +299,7 @@ impl<'o> VideoSink<'o> {
                 key: Some(key),
                 key_is_offset: false,
             });
+            self.mark_captured(t);
         } else if cut {
             tracing::debug!(
                 frame = self.index,
@@ -220,6 +315,7 @@ impl<'o> VideoSink<'o> {
                 key: Some(key),
                 key_is_offset: false,
             });
+            self.mark_captured(t);
         } else if let Some(cur) = &self.cur
             && !cur.key_is_offset
             && t - cur.start_s >= KEYFRAME_OFFSET_S
@@ -229,6 +325,9 @@ impl<'o> VideoSink<'o> {
                 cur.key = Some(key);
                 cur.key_is_offset = true;
             }
+            self.mark_captured(t);
+        } else if self.opts.sample_frames {
+            self.maybe_sample(f, t)?;
         }
         self.index += 1;
         self.last_time = t;
@@ -264,7 +363,7 @@ impl<'o> VideoSink<'o> {
                 descriptors: descriptors.clone(),
             });
             if let Some(k) = self.keyframes.last_mut() {
-                keyframe::shrink_to(k, self.keyframe_side);
+                keyframe::shrink_to(&mut k.rgb, &mut k.width, &mut k.height, self.keyframe_side);
                 self.keyframe_bytes += k.rgb.len();
             }
             self.enforce_keyframe_budget();
@@ -420,42 +519,52 @@ pub(crate) fn run(
         percent: 100.0,
     });
 
-    let vstream = inp
-        .streams()
-        .find(|s| {
-            s.parameters().medium() == media::Type::Video
-                && !s
-                    .disposition()
-                    .contains(ff::format::stream::Disposition::ATTACHED_PIC)
-        })
-        .ok_or(PipelineError::NoVideoStream)?;
-    let video_idx = vstream.index();
-    let vtb = vstream.time_base();
-    let vstart = vstream.start_time();
-    let fps = vstream.avg_frame_rate();
-    let frame_dur = if fps.numerator() > 0 && fps.denominator() > 0 {
-        f64::from(fps.denominator()) / f64::from(fps.numerator())
-    } else {
-        0.04
+    // The video stream (cover art is not video). Without one, an audio-only file is
+    // decoded for its audio alone: no shots, no keyframes.
+    let video = match inp.streams().find(|s| {
+        s.parameters().medium() == media::Type::Video
+            && !s
+                .disposition()
+                .contains(ff::format::stream::Disposition::ATTACHED_PIC)
+    }) {
+        None => None,
+        Some(vstream) => {
+            // Refuse huge frames from the stream's parameters, before a decoder exists (its
+            // pixel guard would refuse to open, without saying why).
+            let geometry = crate::ffi::codec_details(vstream.parameters());
+            check_frame_size(geometry.width, geometry.height)?;
+            let dec = open_decoder(&vstream, "video")?
+                .video()
+                .map_err(|e| match e {
+                    ff::Error::DecoderNotFound => PipelineError::Unsupported {
+                        reason: format!(
+                            "no decoder for video codec '{}'",
+                            vstream.parameters().id().name()
+                        ),
+                    },
+                    e => PipelineError::ffmpeg("opening the video decoder", e),
+                })?;
+            let fps = vstream.avg_frame_rate();
+            Some(VideoStream {
+                index: vstream.index(),
+                time_base: vstream.time_base(),
+                start: vstream.start_time(),
+                frame_dur: if fps.numerator() > 0 && fps.denominator() > 0 {
+                    f64::from(fps.denominator()) / f64::from(fps.numerator())
+                } else {
+                    0.04
+                },
+                rotation: input::stream_rotation(&vstream),
+                dec,
+            })
+        }
     };
-    // Refuse huge frames from the stream's parameters, before a decoder exists (its pixel
-    // guard would refuse to open, without saying why).
-    let geometry = crate::ffi::codec_details(vstream.parameters());
-    check_frame_size(geometry.width, geometry.height)?;
-    let mut vdec = open_decoder(&vstream, "video")?
-        .video()
-        .map_err(|e| match e {
-            ff::Error::DecoderNotFound => PipelineError::Unsupported {
-                reason: format!(
-                    "no decoder for video codec '{}'",
-                    vstream.parameters().id().name()
-                ),
-            },
-            e => PipelineError::ffmpeg("opening the video decoder", e),
-        })?;
 
     let mut adec = None;
     let mut audio_idx = None;
+    let mut audio_tb = ff::Rational::new(0, 1);
+    let mut audio_start = NOPTS;
+    let mut audio_duration = None;
     if opts.decode_audio
         && let Some(astream) = inp
             .streams()
@@ -468,17 +577,36 @@ pub(crate) fn run(
             Ok(d) => {
                 adec = Some(d);
                 audio_idx = Some(astream.index());
+                audio_tb = astream.time_base();
+                audio_start = astream.start_time();
+                audio_duration = technical
+                    .streams
+                    .iter()
+                    .find(|s| s.index as usize == astream.index())
+                    .and_then(|s| s.duration_s);
             }
+            Err(e) if video.is_none() => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "audio stream present but cannot be decoded; skipping audio")
             }
         }
     }
+    if video.is_none() && adec.is_none() {
+        return Err(PipelineError::NoVideoStream);
+    }
 
     let duration = technical.duration_s.unwrap_or(0.0);
     let video_duration = technical.video().and_then(|v| v.duration_s);
+    let (video_idx, vtb, vstart, frame_dur, rotation) = match &video {
+        Some(v) => (Some(v.index), v.time_base, v.start, v.frame_dur, v.rotation),
+        None => (None, ff::Rational::new(0, 1), NOPTS, 0.04, 0),
+    };
+    let mut vdec = video.map(|v| v.dec);
     let mut sink = VideoSink {
         opts,
+        rotation,
+        samples: Vec::new(),
+        last_capture: None,
         time_base: vtb,
         stream_start: vstart,
         start: None,
@@ -517,15 +645,17 @@ pub(crate) fn run(
     // Drain every frame the video decoder has ready into the sink.
     macro_rules! drain_video {
         () => {
-            loop {
-                match vdec.receive_frame(&mut vframe) {
-                    Ok(()) => sink.on_frame(&vframe)?,
-                    Err(ref e) if is_eagain(e) => break,
-                    Err(ff::Error::Eof) => break,
-                    Err(e) => {
-                        decode_errors += 1;
-                        tracing::debug!(error = %e, "video decode error");
-                        break;
+            if let Some(vdec) = vdec.as_mut() {
+                loop {
+                    match vdec.receive_frame(&mut vframe) {
+                        Ok(()) => sink.on_frame(&vframe)?,
+                        Err(ref e) if is_eagain(e) => break,
+                        Err(ff::Error::Eof) => break,
+                        Err(e) => {
+                            decode_errors += 1;
+                            tracing::debug!(error = %e, "video decode error");
+                            break;
+                        }
                     }
                 }
             }
@@ -545,6 +675,7 @@ pub(crate) fn run(
                         Err(ref e) if is_eagain(e) => break,
                         Err(ff::Error::Eof) => break,
                         Err(e) => {
+                            decode_errors += 1;
                             tracing::debug!(error = %e, "audio decode error");
                             break;
                         }
@@ -553,6 +684,11 @@ pub(crate) fn run(
             }
         };
     }
+    // Progress follows the stream that drives the analysis: video, else the audio.
+    let (progress_idx, progress_tb, progress_start) = match video_idx {
+        Some(i) => (Some(i), vtb, vstart),
+        None => (audio_idx, audio_tb, audio_start),
+    };
 
     loop {
         match packet.read(&mut inp) {
@@ -579,27 +715,31 @@ pub(crate) fn run(
             }
         }
         let si = packet.stream();
-        if si == video_idx {
-            if duration > 0.0
-                && let Some(pts) = packet.pts()
-            {
-                let start = if vstart != NOPTS { vstart } else { 0 };
-                let pct =
-                    (rel_seconds(pts, start, vtb) / duration * 100.0).clamp(0.0, 100.0) as u32;
-                if pct > last_pct && pct < 100 {
-                    last_pct = pct;
-                    progress(Progress {
-                        stage: "decode",
-                        percent: pct as f32,
-                    });
-                }
+        if Some(si) == progress_idx
+            && duration > 0.0
+            && let Some(pts) = packet.pts()
+        {
+            let start = if progress_start != NOPTS {
+                progress_start
+            } else {
+                0
+            };
+            let pct =
+                (rel_seconds(pts, start, progress_tb) / duration * 100.0).clamp(0.0, 100.0) as u32;
+            if pct > last_pct && pct < 100 {
+                last_pct = pct;
+                progress(Progress {
+                    stage: "decode",
+                    percent: pct as f32,
+                });
             }
-            match vdec.send_packet(&packet) {
-                Ok(()) => {}
-                Err(e) => {
-                    decode_errors += 1;
-                    tracing::debug!(error = %e, "video packet rejected");
-                }
+        }
+        if Some(si) == video_idx {
+            if let Some(d) = vdec.as_mut()
+                && let Err(e) = d.send_packet(&packet)
+            {
+                decode_errors += 1;
+                tracing::debug!(error = %e, "video packet rejected");
             }
             drain_video!();
         } else if Some(si) == audio_idx {
@@ -611,7 +751,9 @@ pub(crate) fn run(
             drain_audio!();
         }
     }
-    if vdec.send_eof().is_ok() {
+    if let Some(d) = vdec.as_mut()
+        && d.send_eof().is_ok()
+    {
         drain_video!();
     }
     if let Some(d) = adec.as_mut()
@@ -624,38 +766,47 @@ pub(crate) fn run(
         audio_failed = true;
     }
 
-    let frames = sink.index;
-    if frames == 0 {
+    if vdec.is_some() {
+        let frames = sink.index;
+        if frames == 0 {
+            if let Some(ioe) = opened.io_errors.take() {
+                return Err(PipelineError::Io(ioe));
+            }
+            return Err(PipelineError::Corrupt {
+                reason: match demux_error {
+                    Some(e) => format!("no video frame could be decoded ({e})"),
+                    None => "no video frame could be decoded".into(),
+                },
+            });
+        }
+        let decoded_end = sink.last_time + frame_dur;
+        // Only trust the container duration when the video stream has none if demuxing also
+        // failed (audio may legitimately outlast the video).
+        let expected = video_duration.or(if demux_error.is_some() || invalid_packets > 0 {
+            technical.duration_s
+        } else {
+            None
+        });
+        check_complete("video", decoded_end, expected, &demux_error)?;
+        sink.finish_shot(decoded_end)?;
+    } else {
+        // Audio only: the audio is all there is, so it must be there.
+        let decoded = audio.samples.len() as f64 / f64::from(AUDIO_RATE);
         if let Some(ioe) = opened.io_errors.take() {
             return Err(PipelineError::Io(ioe));
         }
-        return Err(PipelineError::Corrupt {
-            reason: match demux_error {
-                Some(e) => format!("no video frame could be decoded ({e})"),
-                None => "no video frame could be decoded".into(),
-            },
-        });
-    }
-    let decoded_end = sink.last_time + frame_dur;
-    // Only trust the container duration when the video stream has none if demuxing also failed
-    // (audio may legitimately outlast the video).
-    let expected = video_duration.or(if demux_error.is_some() || invalid_packets > 0 {
-        technical.duration_s
-    } else {
-        None
-    });
-    if let Some(expected) = expected {
-        let slack = (0.02 * expected).max(0.5);
-        if decoded_end + slack < expected {
+        if audio_failed || audio.samples.is_empty() {
             return Err(PipelineError::Corrupt {
-                reason: format!(
-                    "decoded {decoded_end:.1} s of {expected:.1} s of video; the file is probably cut short{}",
-                    demux_error.map(|e| format!(" ({e})")).unwrap_or_default()
-                ),
+                reason: match demux_error {
+                    Some(e) => format!("no audio could be decoded ({e})"),
+                    None => "no audio could be decoded".into(),
+                },
             });
         }
+        let expected = audio_duration.or(technical.duration_s);
+        check_complete("audio", decoded, expected, &demux_error)?;
     }
-    sink.finish_shot(decoded_end)?;
+    let frames = sink.index;
     let decode_elapsed = started.elapsed();
     if decode_errors > 0 || invalid_packets > 0 {
         tracing::warn!(decode_errors, invalid_packets, "media decoded with errors");
@@ -684,7 +835,43 @@ pub(crate) fn run(
             shots: sink.shots,
         },
         keyframes: sink.keyframes,
+        samples: sink.samples,
         audio,
         decode_elapsed,
     })
+}
+
+/// The chosen video stream and its decoder.
+struct VideoStream {
+    index: usize,
+    time_base: ff::Rational,
+    start: i64,
+    frame_dur: f64,
+    rotation: u32,
+    dec: ff::decoder::Video,
+}
+
+/// A stream that decoded to `decoded_end` seconds while `expected` were announced is cut
+/// short (beyond 2 %, at least half a second, of slack).
+fn check_complete(
+    what: &str,
+    decoded_end: f64,
+    expected: Option<f64>,
+    demux_error: &Option<String>,
+) -> Result<(), PipelineError> {
+    if let Some(expected) = expected {
+        let slack = (0.02 * expected).max(0.5);
+        if decoded_end + slack < expected {
+            return Err(PipelineError::Corrupt {
+                reason: format!(
+                    "decoded {decoded_end:.1} s of {expected:.1} s of {what}; the file is probably cut short{}",
+                    demux_error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,8 @@ pub enum PipelineError {
         /// What was found instead.
         reason: String,
     },
-    /// The file is a media container but holds no video stream.
+    /// The file is a media container but holds no video stream, and no audio stream to
+    /// analyse instead (audio-only files are analysed for their audio).
     #[error("no video stream: the file contains no video track to analyse")]
     NoVideoStream,
     /// The file looks like media but is truncated or damaged.

@@ -231,6 +231,13 @@ fn technical(input: &Input) -> Technical {
                 .map(str::to_owned);
             let is_video = kind == StreamKind::Video;
             let is_audio = kind == StreamKind::Audio;
+            let rotation = if is_video { stream_rotation(&s) } else { 0 };
+            // Width and height as displayed: a quarter turn swaps them.
+            let (width, height) = if rotation % 180 == 90 {
+                (d.height, d.width)
+            } else {
+                (d.width, d.height)
+            };
             StreamInfo {
                 index: u32::try_from(s.index()).unwrap_or(u32::MAX),
                 kind,
@@ -238,12 +245,9 @@ fn technical(input: &Input) -> Technical {
                 profile: d.profile,
                 duration_s: seconds(s.duration(), s.time_base()),
                 bitrate,
-                width: if is_video { nonzero_u32(d.width) } else { None },
-                height: if is_video {
-                    nonzero_u32(d.height)
-                } else {
-                    None
-                },
+                width: if is_video { nonzero_u32(width) } else { None },
+                height: if is_video { nonzero_u32(height) } else { None },
+                rotation: (rotation != 0).then_some(rotation),
                 fps,
                 frames: u64::try_from(s.frames()).ok().filter(|f| *f > 0),
                 pix_fmt: if is_video { d.pix_fmt } else { None },
@@ -276,10 +280,85 @@ fn technical(input: &Input) -> Technical {
     }
 }
 
+/// Clockwise rotation (0, 90, 180 or 270 degrees) a player applies to show `stream` upright:
+/// from its display matrix (side data, as phones write it), else from a `rotate` tag.
+pub(crate) fn stream_rotation(stream: &ff::format::stream::Stream<'_>) -> u32 {
+    use ff::codec::packet::side_data::Type;
+    let from_matrix = stream
+        .side_data()
+        .find(|d| d.kind() == Type::DisplayMatrix)
+        .and_then(|d| matrix_rotation(d.data()));
+    let degrees = from_matrix.or_else(|| {
+        stream
+            .metadata()
+            .get("rotate")
+            .and_then(|r| r.trim().parse::<f64>().ok())
+    });
+    degrees.map(quarter_turns).unwrap_or(0)
+}
+
+/// The rotation angle (degrees, clockwise) of a 3x3 display matrix of 16.16 fixed-point
+/// values (FFmpeg's `av_display_rotation_get`, negated to turn its counter-clockwise angle
+/// into the clockwise one a player applies). `None` for a malformed matrix.
+fn matrix_rotation(data: &[u8]) -> Option<f64> {
+    if data.len() < 36 {
+        return None;
+    }
+    let m: Vec<f64> = data[..36]
+        .chunks_exact(4)
+        .map(|c| f64::from(i32::from_ne_bytes([c[0], c[1], c[2], c[3]])) / 65536.0)
+        .collect();
+    let (sx, sy) = (m[0].hypot(m[3]), m[1].hypot(m[4]));
+    if sx == 0.0 || sy == 0.0 {
+        return None;
+    }
+    Some((m[1] / sy).atan2(m[0] / sx).to_degrees())
+}
+
+/// `degrees` rounded to the nearest quarter turn in 0..360.
+fn quarter_turns(degrees: f64) -> u32 {
+    if !degrees.is_finite() {
+        return 0;
+    }
+    let q = (degrees / 90.0).round().rem_euclid(4.0);
+    q as u32 * 90
+}
+
 /// Seconds of a timestamp relative to `start` in time base `tb`.
 pub(crate) fn rel_seconds(ts: i64, start: i64, tb: ff::Rational) -> f64 {
     if tb.denominator() == 0 {
         return 0.0;
     }
     (ts.saturating_sub(start)) as f64 * f64::from(tb.numerator()) / f64::from(tb.denominator())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix(a: i32, b: i32, c: i32, d: i32) -> Vec<u8> {
+        [a, b, 0, c, d, 0, 0, 0, 1 << 30]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn display_matrices_give_clockwise_quarter_turns() {
+        let one = 1 << 16;
+        // A phone held upright (ffprobe shows `rotation=-90`): [0 1; -1 0], turned 90° clockwise.
+        let r90 = matrix_rotation(&matrix(0, one, -one, 0)).unwrap();
+        assert_eq!(quarter_turns(r90), 90);
+        let r270 = matrix_rotation(&matrix(0, -one, one, 0)).unwrap();
+        assert_eq!(quarter_turns(r270), 270);
+        let r180 = matrix_rotation(&matrix(-one, 0, 0, -one)).unwrap();
+        assert_eq!(quarter_turns(r180), 180);
+        assert_eq!(
+            quarter_turns(matrix_rotation(&matrix(one, 0, 0, one)).unwrap()),
+            0
+        );
+        assert_eq!(matrix_rotation(&[0; 12]), None);
+        assert_eq!(quarter_turns(-90.0), 270);
+        assert_eq!(quarter_turns(f64::NAN), 0);
+    }
 }

@@ -120,27 +120,60 @@ pub(crate) fn descriptors(img: &RgbImage) -> Vec<String> {
 
 /// Downscale a keyframe's RGB so its longest side is at most `max_side` (no-op if it
 /// already fits).
-pub(crate) fn shrink_to(k: &mut crate::KeyframeImage, max_side: u32) {
-    let longest = k.width.max(k.height);
-    let expected = k.width as usize * k.height as usize * 3;
-    if longest <= max_side || longest == 0 || k.rgb.len() != expected {
+pub(crate) fn shrink_to(rgb: &mut Vec<u8>, width: &mut u32, height: &mut u32, max_side: u32) {
+    let longest = (*width).max(*height);
+    let expected = *width as usize * *height as usize * 3;
+    if longest <= max_side || longest == 0 || rgb.len() != expected {
         return;
     }
     let scale = f64::from(max_side) / f64::from(longest);
-    let w = ((f64::from(k.width) * scale).round() as u32).max(1);
-    let h = ((f64::from(k.height) * scale).round() as u32).max(1);
-    let Some(img) = image::RgbImage::from_raw(k.width, k.height, std::mem::take(&mut k.rgb)) else {
+    let w = ((f64::from(*width) * scale).round() as u32).max(1);
+    let h = ((f64::from(*height) * scale).round() as u32).max(1);
+    let Some(img) = image::RgbImage::from_raw(*width, *height, std::mem::take(rgb)) else {
         return;
     };
     let small = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
-    k.width = w;
-    k.height = h;
-    k.rgb = small.into_raw();
+    *width = w;
+    *height = h;
+    *rgb = small.into_raw();
+}
+
+/// Turn tightly packed RGB24 `width`x`height` clockwise by `degrees` (0, 90, 180 or 270; any
+/// other value leaves it as it is). Returns the pixels and their new size.
+pub(crate) fn rotate(rgb: Vec<u8>, width: u32, height: u32, degrees: u32) -> (Vec<u8>, u32, u32) {
+    if !matches!(degrees, 90 | 180 | 270) || rgb.len() != width as usize * height as usize * 3 {
+        return (rgb, width, height);
+    }
+    let Some(img) = RgbImage::from_raw(width, height, rgb) else {
+        return (Vec::new(), 0, 0);
+    };
+    let out = match degrees {
+        90 => imageops::rotate90(&img),
+        180 => imageops::rotate180(&img),
+        _ => imageops::rotate270(&img),
+    };
+    let (w, h) = out.dimensions();
+    (out.into_raw(), w, h)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotation_turns_clockwise() {
+        // 2x1: red, blue. Turned 90° clockwise it stands 1x2 with red on top.
+        let rgb = vec![255, 0, 0, 0, 0, 255];
+        let (r, w, h) = rotate(rgb.clone(), 2, 1, 90);
+        assert_eq!((w, h), (1, 2));
+        assert_eq!(r, vec![255, 0, 0, 0, 0, 255]);
+        let (r, w, h) = rotate(rgb.clone(), 2, 1, 270);
+        assert_eq!((w, h), (1, 2));
+        assert_eq!(r, vec![0, 0, 255, 255, 0, 0]);
+        let (r, _, _) = rotate(rgb.clone(), 2, 1, 180);
+        assert_eq!(r, vec![0, 0, 255, 255, 0, 0]);
+        assert_eq!(rotate(rgb.clone(), 2, 1, 0).0, rgb);
+    }
 
     #[test]
     fn solid_red_is_red_and_colorful() {

@@ -23,6 +23,19 @@
 //!    also scaled to RGB24 with its longest side at most
 //!    [`AnalyzeOptions::keyframe_max_side`].
 //!
+//! 3. **sampling** (when [`AnalyzeOptions::sample_frames`] is set) — a frame at least
+//!    [`AnalyzeOptions::sample_interval_s`] after the last frame kept of its shot, whose
+//!    downscaled pixels changed by [`AnalyzeOptions::sample_change`] since then, is kept as
+//!    well ([`Analysis::samples`]), so text that appears mid-shot is seen; a static shot keeps
+//!    none.
+//!
+//! Frames are turned upright first when the stream carries a rotation (a phone's display
+//! matrix): keyframes, samples and thumbnails are as a viewer sees them, and the sidecar's
+//! width, height and `rotation` say so.
+//!
+//! A file without a video stream (an interview in `.m4a`, `.mp3`, `.wav`, an `.mp4` holding
+//! only sound) is decoded for its audio alone: no shots, no keyframes.
+//!
 //! Decoded audio frames are converted by swresample to 16 kHz mono `f32` as they arrive.
 //! Memory therefore stays bounded by a few frames, plus the decoded audio (64 KB per second
 //! of media) and one bounded-size keyframe per shot.
@@ -122,6 +135,18 @@ pub struct AnalyzeOptions {
     pub keyframe_budget_bytes: usize,
     /// Decode the first audio stream to 16 kHz mono. Default true.
     pub decode_audio: bool,
+    /// Also keep frames sampled through each shot wherever the picture changed
+    /// ([`Analysis::samples`]), for stages that read what appears mid-shot (on-screen text).
+    /// Default false; the engine turns it on when a stage needs them.
+    pub sample_frames: bool,
+    /// Least time between two frames kept of one shot (keyframe or sample), in seconds.
+    /// Default 0.5.
+    pub sample_interval_s: f64,
+    /// Fraction of the pixels of the downscaled frame that must have changed (one channel by
+    /// 24 levels or more) since the last frame kept for a new sample to be kept. Default
+    /// 0.002 (about 10 pixels of the 96-pixel-wide analysis frame): a static shot keeps no
+    /// sample at all, a caption appearing is enough.
+    pub sample_change: f64,
 }
 
 impl Default for AnalyzeOptions {
@@ -135,6 +160,9 @@ impl Default for AnalyzeOptions {
             keyframe_max_side: 1280,
             keyframe_budget_bytes: 256 << 20,
             decode_audio: true,
+            sample_frames: false,
+            sample_interval_s: 0.5,
+            sample_change: 0.002,
         }
     }
 }
@@ -143,7 +171,7 @@ impl AnalyzeOptions {
     /// The settings that change the output, as a stable string for
     /// `ExtractorInfo::params`.
     pub fn params_string(&self) -> String {
-        format!(
+        let mut s = format!(
             "threshold={};min_shot_frames={};analysis_width={};keyframe_offset_s={};keyframe_max_side={};keyframe_budget={}",
             self.shot_threshold,
             self.min_shot_frames,
@@ -151,7 +179,14 @@ impl AnalyzeOptions {
             analyze::KEYFRAME_OFFSET_S,
             self.keyframe_max_side,
             self.keyframe_budget_bytes
-        )
+        );
+        if self.sample_frames {
+            s.push_str(&format!(
+                ";samples={}s/{}",
+                self.sample_interval_s, self.sample_change
+            ));
+        }
+        s
     }
 }
 
@@ -175,6 +210,10 @@ pub struct Analysis {
     pub shots: Shots,
     /// One keyframe per shot, in shot order.
     pub keyframes: Vec<KeyframeImage>,
+    /// Frames sampled through the shots where the picture changed since the last frame kept
+    /// (keyframe or sample) of the same shot, in time order; empty unless
+    /// [`AnalyzeOptions::sample_frames`]. A static shot has none.
+    pub samples: Vec<FrameImage>,
     /// The first audio stream at 16 kHz mono, if there is one and `decode_audio` was set.
     pub audio: Option<DecodedAudio>,
     /// Wall time of the demux/decode loop.
@@ -224,6 +263,11 @@ impl Analysis {
     pub fn frames(&self) -> Vec<heimdex_core::FrameRef<'_>> {
         self.keyframes.iter().map(KeyframeImage::frame).collect()
     }
+
+    /// Borrowed views of every sampled frame ([`Analysis::samples`]), in time order.
+    pub fn sample_frames(&self) -> Vec<heimdex_core::FrameRef<'_>> {
+        self.samples.iter().map(FrameImage::frame).collect()
+    }
 }
 
 impl std::fmt::Debug for KeyframeImage {
@@ -236,6 +280,47 @@ impl std::fmt::Debug for KeyframeImage {
             .field("thumbnail_bytes", &self.thumbnail_jpeg.len())
             .field("thumb_size", &(self.thumb_width, self.thumb_height))
             .field("descriptors", &self.descriptors)
+            .finish()
+    }
+}
+
+/// A frame sampled mid-shot, upright, at the keyframes' size.
+#[derive(Clone, PartialEq)]
+pub struct FrameImage {
+    /// Index of the shot it belongs to.
+    pub shot_index: u32,
+    /// Presentation time in seconds.
+    pub time_s: f64,
+    /// Frame index.
+    pub frame: u64,
+    /// Width of `rgb`.
+    pub width: u32,
+    /// Height of `rgb`.
+    pub height: u32,
+    /// RGB24, tightly packed.
+    pub rgb: Vec<u8>,
+}
+
+impl FrameImage {
+    /// A borrowed view for the stages ([`heimdex_core::FrameRef`]).
+    pub fn frame(&self) -> heimdex_core::FrameRef<'_> {
+        heimdex_core::FrameRef {
+            shot_index: self.shot_index,
+            time_s: self.time_s,
+            width: self.width,
+            height: self.height,
+            rgb: &self.rgb,
+        }
+    }
+}
+
+impl std::fmt::Debug for FrameImage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameImage")
+            .field("shot_index", &self.shot_index)
+            .field("time_s", &self.time_s)
+            .field("frame", &self.frame)
+            .field("size", &(self.width, self.height))
             .finish()
     }
 }

@@ -177,7 +177,7 @@ fn stage_embeds_every_segment_with_text() {
     let stage = TextEmbeddingStage::new(e.clone()).with_after(["captions"]);
     let needs = stage.needs();
     assert!(!needs.keyframes && !needs.audio_16k);
-    assert_eq!(needs.after, vec!["transcript", "ocr", "captions"]);
+    assert_eq!(needs.after, vec!["transcript", "ocr", "visual", "captions"]);
     let info = stage.info();
     assert_eq!(info.name, "embed.text");
     assert_eq!(

@@ -135,8 +135,17 @@ fn frames_of(analysis: &Analysis) -> Vec<FrameRef<'_>> {
 }
 
 fn run(ocr: &PaddleOcr, sidecar: &Sidecar, frames: &[FrameRef<'_>]) -> Ocr {
+    run_with_samples(ocr, sidecar, frames, &[])
+}
+
+fn run_with_samples(
+    ocr: &PaddleOcr,
+    sidecar: &Sidecar,
+    frames: &[FrameRef<'_>],
+    samples: &[FrameRef<'_>],
+) -> Ocr {
     let progress = |_: f32| {};
-    let ctx = ExtractContext::new(sidecar, frames, None, &progress);
+    let ctx = ExtractContext::new(sidecar, frames, None, &progress).with_samples(samples);
     match ocr.extract(&ctx).expect("OCR extract") {
         StageData::Ocr(o) => o,
         other => panic!("expected OCR data, got {other:?}"),
@@ -237,6 +246,9 @@ fn burned_in_text_is_found_with_shot_time_ranges() {
         .iter()
         .find(|l| matches(&l.text, "HEIMDEX DEMO"))
         .expect("found above");
+    // The recogniser emits no space between these upper-case words; the decoder puts it
+    // back from the gap, so both words are searchable.
+    assert_eq!(demo.text, "HEIMDEX DEMO");
     assert!(
         (demo.bbox.y + demo.bbox.h / 2.0 - 360.0).abs() < 40.0,
         "{demo:?}"
@@ -244,6 +256,119 @@ fn burned_in_text_is_found_with_shot_time_ranges() {
 
     // The same context gives the same output.
     assert_eq!(run(&ocr, &sidecar, &frames), result);
+}
+
+/// A 9 s single-shot 1280×720 clip over `background` (a lavfi source) with "ZEPHYR
+/// OBSERVATORY" burned in from 5 s to 7 s only.
+fn caption_clip(dir: &Path, name: &str, background: &str) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let filter = format!(
+        "drawtext=fontfile={FONT}:text='ZEPHYR OBSERVATORY':fontsize=56:fontcolor=white:\
+         box=1:boxcolor=black@0.6:boxborderw=12:x=(w-tw)/2:y=h-160:enable='between(t,5,7)',\
+         format=yuv420p"
+    );
+    common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        background,
+        "-t",
+        "9",
+        "-vf",
+        &filter,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        out.to_str().expect("utf-8 temp path"),
+    ]);
+    out
+}
+
+/// The issue's case: text that appears after the keyframe and goes before the shot ends is
+/// found with its own time range, on a still background (sampled only where the picture
+/// changed: three frames) and on one in constant motion (sampled every 0.5 s).
+#[test]
+fn text_appearing_mid_shot_is_found_with_its_own_time_range() {
+    let ocr = ocr();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = AnalyzeOptions {
+        sample_frames: true,
+        ..AnalyzeOptions::default()
+    };
+    for (name, background, max_samples) in [
+        ("still.mp4", "color=c=0x2a4d69:s=1280x720:r=25", 4),
+        (
+            "moving.mp4",
+            "gradients=s=1280x720:r=25:speed=0.02:c0=0x2a4d69:c1=0xc08040:n=2",
+            18,
+        ),
+    ] {
+        let clip = caption_clip(dir.path(), name, background);
+        let analysis = heimdex_pipeline::analyze(common::open(&clip), &opts, &mut |_| {})
+            .expect("analyze the generated clip");
+        assert_eq!(analysis.shots.shots.len(), 1, "{name}: one shot");
+        let sidecar = sidecar_of(&analysis);
+        let frames = frames_of(&analysis);
+        let samples = analysis.sample_frames();
+        let times: Vec<String> = samples.iter().map(|f| format!("{:.2}", f.time_s)).collect();
+        println!("{name}: {} samples at {times:?}", samples.len());
+        assert!(
+            !samples.is_empty() && samples.len() <= max_samples,
+            "{name}: {} samples ({times:?}), expected 1..={max_samples}",
+            samples.len()
+        );
+        for f in &samples {
+            assert_eq!(
+                (f.width, f.height),
+                (1280, 720),
+                "{name}: samples at full size"
+            );
+        }
+
+        // The keyframe (0.5 s) alone cannot see it: the old behaviour.
+        let keyframes_only = run(&ocr, &sidecar, &frames);
+        assert!(
+            !keyframes_only
+                .lines
+                .iter()
+                .any(|l| matches(&l.text, "ZEPHYR OBSERVATORY")),
+            "{name}: {:?}",
+            keyframes_only.lines
+        );
+
+        let started = Instant::now();
+        let result = run_with_samples(&ocr, &sidecar, &frames, &samples);
+        println!(
+            "{name}: OCR of {} frames in {:.0} ms: {:?}",
+            frames.len() + samples.len(),
+            started.elapsed().as_secs_f64() * 1000.0,
+            result.lines
+        );
+        let found: Vec<_> = result
+            .lines
+            .iter()
+            .filter(|l| matches(&l.text, "ZEPHYR OBSERVATORY"))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{name}: one line for one appearance: {:?}",
+            result.lines
+        );
+        let line = found[0];
+        assert!(
+            (line.start_s - 5.0).abs() <= 0.5 && (line.end_s - 7.0).abs() <= 0.5,
+            "{name}: seen {:.2}..{:.2}, on screen 5..7",
+            line.start_s,
+            line.end_s
+        );
+        assert!(
+            line.bbox.y > 500.0,
+            "{name}: the caption is near the bottom: {:?}",
+            line.bbox
+        );
+    }
 }
 
 /// A smooth RGB gradient without any text.

@@ -22,6 +22,7 @@
 //! | `HEIMDEX_VAD_MODEL` | speech | a silero VAD ONNX model |
 //! | `HEIMDEX_OCR_DET_MODEL`, `HEIMDEX_OCR_REC_MODEL` | OCR | PP-OCR det / rec ONNX |
 //! | `HEIMDEX_FACE_DETECTOR` | faces | BlazeFace back-256 ONNX |
+//! | `HEIMDEX_TAGS_MODEL`, `HEIMDEX_TAGS_LABELS` | visual tags | an ImageNet-style classifier ONNX (`rgb` `[N,3,224,224]` 0..255 in, logits out) + one label line per class |
 //! | `HEIMDEX_TEXT_MODEL`, `HEIMDEX_TEXT_VOCAB` | text embeddings | BERT-style ONNX + `vocab.txt` |
 //! | `HEIMDEX_CLIP_IMAGE_MODEL`, `HEIMDEX_CLIP_TEXT_MODEL` | image embeddings | CLIP ONNX towers |
 
@@ -345,6 +346,7 @@ mod ml {
     use heimdex_pipeline::ml::faces::{FaceConfig, FaceStage};
     use heimdex_pipeline::ml::ocr::{OcrConfig, PaddleOcr};
     use heimdex_pipeline::ml::runtime;
+    use heimdex_pipeline::ml::visual::{VisualConfig, VisualStage};
 
     use super::{Lazy, LazyExtractor, StageSettings, Stages};
 
@@ -523,7 +525,13 @@ mod ml {
         }
         let described = with_onnx(PaddleOcr::describe(&ocr_cfg));
         let ocr = lazy(&ocr_cfg.model_name.clone(), ocr_cfg, PaddleOcr::new);
-        add(stages, "OCR", described, Needs::keyframes(), ocr);
+        add(
+            stages,
+            "OCR",
+            described,
+            Needs::keyframes_and_samples(),
+            ocr,
+        );
 
         let mut face_cfg = FaceConfig::default();
         if let Some(p) = env_path("HEIMDEX_FACE_DETECTOR") {
@@ -532,6 +540,28 @@ mod ml {
         let described = with_onnx(FaceStage::describe(&face_cfg));
         let faces = lazy("faces", face_cfg, FaceStage::new);
         add(stages, "faces", described, Needs::keyframes(), faces);
+
+        let mut visual_cfg = VisualConfig::default();
+        if let Some(p) = env_path("HEIMDEX_TAGS_MODEL") {
+            visual_cfg.tagger.model = p;
+        }
+        if let Some(p) = env_path("HEIMDEX_TAGS_LABELS") {
+            visual_cfg.tagger.labels = p;
+        }
+        visual_cfg.tagger.threads = 1;
+        let described = with_onnx(VisualStage::describe(&visual_cfg));
+        let visual = lazy(
+            &visual_cfg.tagger.model_name.clone(),
+            visual_cfg,
+            VisualStage::new,
+        );
+        add(
+            stages,
+            "visual tags",
+            described,
+            Needs::keyframes_and_samples(),
+            visual,
+        );
 
         let mut embed_cfg = embed_config();
         embed_cfg.threads = cores.max(1);
@@ -543,7 +573,7 @@ mod ml {
                 .push(Arc::new(TextQuery(Arc::clone(&text))));
         }
         let mut needs = Needs::default();
-        needs.after = vec!["transcript".into(), "ocr".into()];
+        needs.after = vec!["transcript".into(), "ocr".into(), "visual".into()];
         add(stages, "text embeddings", described, needs, text);
 
         if let Some(clip) = ClipConfig::from_env() {

@@ -64,6 +64,10 @@ fn festival_clip(dir: &Path) -> PathBuf {
         ))
         .args(["-map", "[v]", "-map", "[a]", "-t", "12", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"])
         .arg(&out));
+    // The voice tracks are media too: leave only the clip in the folder.
+    for f in ["a.wav", "b.wav"] {
+        std::fs::remove_file(dir.join(f)).expect("rm");
+    }
     out
 }
 
@@ -380,4 +384,192 @@ async fn search_by_example_frame_through_clip_plumbing() {
         assert!(m[0].start_s <= shot.start_s && m[0].end_s >= shot.end_s);
         assert_eq!(signals(&m[0]), ["vector:image"]);
     }
+}
+
+/// Media that is not a plain landscape video, and what is visible, through the whole engine
+/// with the default stages: an interview recorded as audio only (.m4a and .mp3) is
+/// transcribed and found at the time the words were said; a caption burned in mid-shot is
+/// found at its own time; a phone clip with a display-matrix rotation gets an upright
+/// thumbnail; the street in bikes.mp4 is found by what it shows (a bicycle), by meaning and by
+/// the `shows` filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_only_mid_shot_text_and_phone_footage_are_indexed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let lib = tmp.path().join("lib");
+    std::fs::create_dir_all(&lib).expect("mkdir");
+    run(Command::new("espeak-ng")
+        .args([
+            "-w",
+            "speech.wav",
+            "Our chef prepares fresh lobster for the guests.",
+        ])
+        .current_dir(&lib));
+    // 2 s of silence first, so the words start at 2 s.
+    for (name, codec) in [("interview.m4a", "aac"), ("memo.mp3", "libmp3lame")] {
+        run(Command::new("ffmpeg")
+            .current_dir(&lib)
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                "speech.wav",
+                "-af",
+                "adelay=2000:all=1,apad=pad_dur=1",
+            ])
+            .args(["-c:a", codec, name]));
+    }
+    std::fs::remove_file(lib.join("speech.wav")).expect("rm");
+    // 9 s, one shot, "ZEPHYR OBSERVATORY" on screen from 5 s to 7 s only.
+    run(Command::new("ffmpeg")
+        .current_dir(&lib)
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=0x2a4d69:s=1280x720:r=25:d=9",
+        ])
+        .arg("-vf")
+        .arg(format!(
+            "drawtext=fontfile={FONT}:text='ZEPHYR OBSERVATORY':fontsize=56:fontcolor=white:\
+             x=(w-tw)/2:y=h-160:enable='between(t,5,7)',format=yuv420p"
+        ))
+        .args(["-c:v", "libx264", "caption.mp4"]));
+    // Portrait picture stored landscape with a rotation, as phones record.
+    run(Command::new("ffmpeg")
+        .current_dir(&lib)
+        .args(["-v", "error", "-y", "-filter_complex"])
+        .arg(
+            "color=c=red:s=360x320:d=2:r=25[a];color=c=blue:s=360x320:d=2:r=25[b];\
+             [a][b]vstack,transpose=cclock,format=yuv420p",
+        )
+        .args(["-c:v", "libx264", "coded.mp4"]));
+    run(Command::new("ffmpeg")
+        .current_dir(&lib)
+        .args(["-v", "error", "-y", "-i", "coded.mp4", "-c", "copy"])
+        .args(["-metadata:s:v:0", "rotate=90", "phone.mp4"]));
+    std::fs::remove_file(lib.join("coded.mp4")).expect("rm");
+    copy_samples(&samples(), &lib, &["bikes.mp4"]);
+
+    let tenant = heimdex_core::TenantId::default_tenant();
+    let engine = engine(&tmp.path().join("home")).await;
+    let src = engine.add_local_path(&tenant, &lib).await.expect("source");
+    engine.scan(&tenant, &src.id).await.expect("scan");
+    let report = engine
+        .run_until_idle(Arc::new(SilentProgress))
+        .await
+        .expect("run");
+    assert_eq!(report.indexed, 5, "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}");
+
+    let validator = sidecar_validator();
+    let assets = engine.assets(&tenant).await.expect("assets");
+    let sidecar_of = |name: &str| {
+        let a = assets
+            .iter()
+            .find(|a| a.key.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} listed"));
+        (a.id.clone(), engine.sidecar(&tenant, &a.id))
+    };
+    for name in ["interview.m4a", "memo.mp3"] {
+        let (_, s) = sidecar_of(name);
+        let s = s.await.expect("sidecar");
+        assert_valid_sidecar(&validator, &serde_json::to_value(&s).expect("json"));
+        assert!(
+            s.shots.as_ref().is_none_or(|b| b.data.shots.is_empty()),
+            "{name}: no shots"
+        );
+        let text: String = s
+            .transcript
+            .as_ref()
+            .expect("transcribed")
+            .data
+            .segments
+            .iter()
+            .map(|x| x.text.to_lowercase())
+            .collect();
+        assert!(text.contains("lobster"), "{name}: {text:?}");
+    }
+    let m = search(
+        &engine,
+        "chef prepares fresh lobster",
+        SearchFilter::default(),
+    )
+    .await;
+    let audio_hits: Vec<&Moment> = m
+        .iter()
+        .filter(|m| m.path.ends_with("interview.m4a") || m.path.ends_with("memo.mp3"))
+        .collect();
+    assert_eq!(audio_hits.len(), 2, "both recordings found: {m:?}");
+    for hit in audio_hits {
+        assert!(
+            hit.start_s >= 1.5 && hit.start_s <= 3.0,
+            "{}: words start at 2 s, moment at {:.2}",
+            hit.path,
+            hit.start_s
+        );
+        assert!(signals(hit).contains(&"keyword"), "{hit:?}");
+    }
+
+    let m = search(&engine, "zephyr observatory", SearchFilter::default()).await;
+    assert!(m[0].path.ends_with("caption.mp4"), "{m:?}");
+    assert!(
+        m[0].start_s >= 4.5 && m[0].start_s <= 5.5 && m[0].end_s >= 6.5 && m[0].end_s <= 7.5,
+        "caption on screen 5..7, moment {:.2}..{:.2}",
+        m[0].start_s,
+        m[0].end_s
+    );
+
+    let (_, s) = sidecar_of("phone.mp4");
+    let s = s.await.expect("sidecar");
+    let video = s
+        .technical
+        .as_ref()
+        .and_then(|t| t.data.video().cloned())
+        .expect("video stream");
+    assert!(video.rotation.is_some(), "{video:?}");
+    assert!(video.height > video.width, "displayed portrait: {video:?}");
+    let kf = s.shots.as_ref().expect("shots").data.shots[0]
+        .keyframe
+        .clone()
+        .expect("keyframe");
+    assert!(kf.height > kf.width, "upright thumbnail: {kf:?}");
+
+    // What is visible: the sidecar says what each shot of the street shows.
+    let (_, s) = sidecar_of("bikes.mp4");
+    let s = s.await.expect("sidecar");
+    let visual = &s.visual.as_ref().expect("visual block").data;
+    assert!(
+        visual
+            .shots
+            .iter()
+            .any(|v| v.objects.iter().any(|o| o.label == "bicycle")),
+        "{visual:?}"
+    );
+    // Searched by a word no one said or wrote: only the picture has it.
+    let m = search(&engine, "bicycle", SearchFilter::default()).await;
+    assert!(m[0].path.ends_with("bikes.mp4"), "{m:?}");
+    let mut shows = SearchFilter::default();
+    shows.tags = vec![heimdex_core::segments::visual_tag("bicycle")];
+    let m = search(&engine, "bike", shows).await;
+    assert!(
+        !m.is_empty() && m.iter().all(|m| m.path.ends_with("bikes.mp4")),
+        "{m:?}"
+    );
+    for moment in &m {
+        assert!(
+            moment.segments.iter().all(|seg| seg.starts_with("visual-")),
+            "{moment:?}"
+        );
+    }
+    // By meaning: the generated description is embedded, and a match on it is "visual".
+    let m = search(&engine, "someone riding a bike", SearchFilter::default()).await;
+    let bikes = m
+        .iter()
+        .find(|m| m.path.ends_with("bikes.mp4"))
+        .expect("bikes found");
+    assert!(signals(bikes).contains(&"visual"), "{bikes:?}");
 }

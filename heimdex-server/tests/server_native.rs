@@ -636,6 +636,20 @@ fn write_more_bad_inputs(dir: &Path) {
         .arg(dir.join("audio_only.mp4"))
         .output()
         .expect("ffmpeg");
+    assert!(out.status.success());
+    // An MP4 holding only subtitles: neither video nor audio to analyse.
+    std::fs::write(
+        dir.join("lines.srt"),
+        "1\n00:00:00,000 --> 00:00:02,000\nHello\n",
+    )
+    .expect("write srt");
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(dir.join("lines.srt"))
+        .args(["-c:s", "mov_text"])
+        .arg(dir.join("subtitles_only.mp4"))
+        .output()
+        .expect("ffmpeg");
     assert!(
         out.status.success(),
         "{}",
@@ -681,11 +695,13 @@ async fn bad_inputs_fail_their_own_jobs() {
             .join("\n")
     );
     assert_eq!(by_key["bikes.mp4"]["state"], "completed");
+    // Sound without pictures is media: indexed by its audio.
+    assert_eq!(by_key["audio_only.mp4"]["state"], "completed");
     let expected = [
         ("empty.mp4", "not a media file"),
         ("random.mp4", "not a media file"),
         ("truncated.mp4", ""),
-        ("audio_only.mp4", "no video"),
+        ("subtitles_only.mp4", "no readable audio or video"),
         ("huge.avi", "exceeds the limit"),
     ];
     for (key, words) in expected {

@@ -38,8 +38,8 @@
 //! request), skipping trashed items and Google documents (`application/vnd.google-apps.*`),
 //! recursing into folders and resolving shortcuts to files (`shortcutDetails.targetId`, then
 //! `files.get`; shortcuts to folders are not followed, so the tree stays a tree). Candidates
-//! are files whose `mimeType` is `video/*` or whose name has a video extension; contents are
-//! never read to list (see the connector contract), so `media` is
+//! are files whose `mimeType` is `video/*` or `audio/*` or whose name has a video or audio
+//! extension; contents are never read to list (see the connector contract), so `media` is
 //! [`MediaKind::UnknownWithVideoExtension`].
 //!
 //! - Keys are the path of names from the source root (`sub/folder/name.mp4`). Drive allows
@@ -115,7 +115,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use heimdex_core::ConnectorError;
 use heimdex_core::connector::{Change, ChangeSet, Connector, ListPage, ListRequest, ObjectMeta};
-use heimdex_core::media::{MediaKind, has_video_extension};
+use heimdex_core::media::{MediaKind, has_media_extension};
 use serde::{Deserialize, Serialize};
 
 pub use crate::google::RetryPolicy;
@@ -554,6 +554,11 @@ struct Cursor {
     folders: BTreeMap<String, FolderRec>,
 }
 
+/// Drive's own MIME types of media: video, and audio (indexed by its transcript).
+fn is_media_mime(mime: &str) -> bool {
+    mime.starts_with("video/") || mime.starts_with("audio/")
+}
+
 const CURSOR_VERSION: u32 = 1;
 const SNAPSHOTS_KEPT: usize = 8;
 /// Folders of one tree level listed at once.
@@ -716,7 +721,7 @@ impl GDriveConnector {
             };
             let target_mime = sd.target_mime_type.as_deref().unwrap_or_default();
             if target_mime == FOLDER_MIME
-                || !(target_mime.starts_with("video/") || has_video_extension(&item.name))
+                || !(is_media_mime(target_mime) || has_media_extension(&item.name))
             {
                 return Ok(None);
             }
@@ -730,7 +735,7 @@ impl GDriveConnector {
             return Ok(None);
         }
         Ok(
-            (item.mime_type.starts_with("video/") || has_video_extension(&item.name))
+            (is_media_mime(&item.mime_type) || has_media_extension(&item.name))
                 .then(|| item.clone()),
         )
     }
@@ -894,7 +899,7 @@ impl GDriveConnector {
         }
         f.name == loc.n
             && f.parents.contains(&loc.p)
-            && (f.mime_type.starts_with("video/") || has_video_extension(&f.name))
+            && (is_media_mime(&f.mime_type) || has_media_extension(&f.name))
     }
 
     /// Resolve `key` by path: one `files.list` per segment.

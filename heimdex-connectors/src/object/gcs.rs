@@ -11,7 +11,7 @@
 //! | [`read_range_checked`](Connector::read_range_checked) | the same with `ifGenerationMatch={generation}` |
 //!
 //! - Listing is by **name** (see "Listing by content or by name" in [`Connector`]): objects
-//!   whose name has a video extension, `media` = [`MediaKind::UnknownWithVideoExtension`]; no
+//!   whose name has a video or audio extension, `media` = [`MediaKind::UnknownWithVideoExtension`]; no
 //!   content is read. Keys are relative to the prefix, in ascending order. A page token
 //!   (`gcs1:<last key>`) resumes with `startOffset` (keys at or before it are also dropped
 //!   client-side, for servers that ignore `startOffset`); a page asks for at most
@@ -83,7 +83,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use heimdex_core::Connector;
 use heimdex_core::connector::{ConnectorError, ListPage, ListRequest, ObjectMeta};
-use heimdex_core::media::{MediaKind, has_video_extension};
+use heimdex_core::media::{MediaKind, has_media_extension};
 use serde::Deserialize;
 
 use super::{DEFAULT_PAGE_SIZE, parse_bool, parse_duration};
@@ -986,7 +986,7 @@ impl Connector for GcsConnector {
                 if !key.starts_with(want)
                     || after.is_some_and(|a| key <= a)
                     || out.last().is_some_and(|last| key <= last.key.as_str())
-                    || !has_video_extension(key.rsplit('/').next().unwrap_or(key))
+                    || !has_media_extension(key.rsplit('/').next().unwrap_or(key))
                 {
                     continue;
                 }
@@ -1011,7 +1011,7 @@ impl Connector for GcsConnector {
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta, ConnectorError> {
         self.object_url(key)?;
-        if !has_video_extension(key.rsplit('/').next().unwrap_or(key)) {
+        if !has_media_extension(key.rsplit('/').next().unwrap_or(key)) {
             // Not a candidate (listing is by name): as if absent, like the listing.
             return Err(ConnectorError::NotFound {
                 key: key.to_owned(),

@@ -82,7 +82,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use heimdex_core::Connector;
 use heimdex_core::connector::{ConnectorError, ListPage, ListRequest, ObjectMeta};
-use heimdex_core::media::{MediaKind, has_video_extension};
+use heimdex_core::media::{MediaKind, has_media_extension};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
@@ -382,7 +382,7 @@ impl ObjectStoreConnector {
                 continue;
             }
             let name = key.rsplit('/').next().unwrap_or(key);
-            if !has_video_extension(name) {
+            if !has_media_extension(name) {
                 continue;
             }
             out.push(self.meta(key, &m));
@@ -446,7 +446,7 @@ impl ObjectStoreConnector {
         let mut candidates = keys.iter().filter(|key| {
             after.is_none_or(|a| key.as_str() > a)
                 && key.starts_with(want)
-                && has_video_extension(key.rsplit('/').next().unwrap_or(key))
+                && has_media_extension(key.rsplit('/').next().unwrap_or(key))
         });
         for key in candidates.by_ref() {
             match self.head(key).await {
@@ -628,7 +628,7 @@ impl Connector for ObjectStoreConnector {
 
     async fn stat(&self, key: &str) -> Result<ObjectMeta, ConnectorError> {
         let name = key.rsplit('/').next().unwrap_or(key);
-        if !has_video_extension(name) {
+        if !has_media_extension(name) {
             // Not a candidate (listing is by name): as if absent, like the listing.
             self.path_of(key)?;
             return Err(ConnectorError::NotFound {

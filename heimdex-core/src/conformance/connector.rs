@@ -25,6 +25,14 @@ pub trait ConnectorFixture: Send + Sync {
     }
 }
 
+/// The start of a WAV file (RIFF/WAVE), zero-padded to `len` bytes: recognised as audio by
+/// content, whatever its name.
+pub fn fake_wav(len: usize) -> Vec<u8> {
+    let mut v = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+    v.resize(len.max(v.len()), 0);
+    v
+}
+
 /// The bytes of a minimal ISO-BMFF (MP4) header followed by `len` filler bytes: recognised as
 /// video by content, whatever its name.
 pub fn fake_mp4(len: usize, fill: u8) -> Vec<u8> {
@@ -85,9 +93,10 @@ pub async fn list_empty(f: &dyn ConnectorFixture) {
     );
 }
 
-/// Video content under any name is listed; a video-named file with other content is listed
-/// as `UnknownWithVideoExtension`; other files are not listed. A connector that lists by
-/// name only lists the video-named objects, all as `UnknownWithVideoExtension`.
+/// Video content under any name is listed, audio files too; a video-named file with other
+/// content is listed as `UnknownWithVideoExtension`; other files are not listed. A connector
+/// that lists by name only lists the video- and audio-named objects, all as
+/// `UnknownWithVideoExtension`.
 pub async fn detects_video_by_content_and_name(f: &dyn ConnectorFixture) {
     clear(f).await;
     f.put("clip.bin", &fake_mp4(100, 1)).await;
@@ -95,6 +104,8 @@ pub async fn detects_video_by_content_and_name(f: &dyn ConnectorFixture) {
     f.put("empty.mov", b"").await;
     f.put("notes.txt", b"meeting notes").await;
     f.put("nested/deeper/take1.MOV", &fake_mp4(10, 2)).await;
+    f.put("interview.wav", &fake_wav(64)).await;
+    f.put("voice memo", &fake_wav(32)).await;
     let all = list_all(f.connector(), None).await.expect("list");
     let keys: Vec<(&str, MediaKind)> = all.iter().map(|o| (o.key.as_str(), o.media)).collect();
     let expected = if f.lists_by_content() {
@@ -102,12 +113,15 @@ pub async fn detects_video_by_content_and_name(f: &dyn ConnectorFixture) {
             ("broken.mp4", MediaKind::UnknownWithVideoExtension),
             ("clip.bin", MediaKind::IsoBmff),
             ("empty.mov", MediaKind::UnknownWithVideoExtension),
+            ("interview.wav", MediaKind::Wav),
             ("nested/deeper/take1.MOV", MediaKind::IsoBmff),
+            ("voice memo", MediaKind::Wav),
         ]
     } else {
         vec![
             ("broken.mp4", MediaKind::UnknownWithVideoExtension),
             ("empty.mov", MediaKind::UnknownWithVideoExtension),
+            ("interview.wav", MediaKind::UnknownWithVideoExtension),
             (
                 "nested/deeper/take1.MOV",
                 MediaKind::UnknownWithVideoExtension,

@@ -130,6 +130,7 @@ pub fn synthetic_sidecar() -> Sidecar {
         bitrate: None,
         width: (kind == StreamKind::Video).then_some(W),
         height: (kind == StreamKind::Video).then_some(H),
+        rotation: None,
         fps: (kind == StreamKind::Video).then_some(25.0),
         frames: None,
         pix_fmt: None,
@@ -364,6 +365,7 @@ fn time_ranges(data: &StageData) -> Vec<(f64, f64)> {
             .collect(),
         StageData::Ocr(o) => o.lines.iter().map(|l| (l.start_s, l.end_s)).collect(),
         StageData::Faces(f) => f.detections.iter().map(|d| (d.time_s, d.time_s)).collect(),
+        StageData::Visual(v) => v.shots.iter().map(|s| (s.start_s, s.end_s)).collect(),
         StageData::Embeddings(e) => e.vectors.iter().map(|v| (v.start_s, v.end_s)).collect(),
         StageData::Custom(c) => c.spans.iter().map(|s| (s.start_s, s.end_s)).collect(),
     }

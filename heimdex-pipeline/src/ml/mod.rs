@@ -16,10 +16,14 @@ pub mod asr;
 pub mod embed;
 #[cfg(feature = "faces")]
 pub mod faces;
+#[cfg(feature = "tags")]
+pub mod objects;
 #[cfg(feature = "ocr")]
 pub mod ocr;
 #[cfg(feature = "tags")]
 pub mod tags;
+#[cfg(feature = "tags")]
+pub mod visual;
 
 /// Errors of the ML plumbing and stages.
 #[derive(Debug, thiserror::Error)]

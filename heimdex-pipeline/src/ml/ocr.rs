@@ -1,7 +1,9 @@
 //! On-screen text (OCR) with PaddleOCR's PP-OCRv4 detector and recogniser on ONNX Runtime.
 //!
-//! [`PaddleOcr`] is an [`Extractor`] that reads the text burned into each shot's keyframe
-//! (titles, captions, signs, slides) and writes [`OcrLine`]s to the sidecar's `ocr` block.
+//! [`PaddleOcr`] is an [`Extractor`] that reads the text burned into the picture (titles,
+//! captions, lower thirds, signs, slides) on each shot's keyframe and on the frames the
+//! decoder sampled mid-shot wherever the picture changed ([`Needs::samples`]), and writes
+//! time-coded [`OcrLine`]s to the sidecar's `ocr` block.
 //!
 //! # Method
 //!
@@ -32,12 +34,17 @@
 //!    blanks removed. A line's confidence is the mean of the kept steps' maximum
 //!    probabilities; lines under [`OcrConfig::min_confidence`] (0.5, RapidOCR's `text_score`)
 //!    or empty after trimming are dropped.
-//! 4. **Time coding.** A keyframe stands for its shot, so a line gets the time range of that
-//!    shot (`start_s..end_s` from the sidecar's shot list; the keyframe's own time if the shot
-//!    is unknown). The same text (whitespace-normalised, case-sensitive) on consecutive
-//!    keyframes becomes one line spanning those shots, with the first occurrence's box and
-//!    the highest confidence. `bbox` is the axis-aligned box of the detected quadrilateral in
-//!    keyframe pixels.
+//! 4. **Time coding.** The frames looked at are the keyframe of each shot plus the samples
+//!    the decoder kept where the picture changed (at most one per 0.5 s, none in a static
+//!    shot: see `AnalyzeOptions::sample_frames` in the crate root). A frame stands for the
+//!    time from itself to the next frame looked at in its shot (the shot's first frame looked
+//!    at from the shot's start, the last one to the shot's end). A line is tracked across
+//!    consecutive frames: the same text (whitespace-normalised), or nearly the same text
+//!    (edit similarity ≥ 0.75, a misread letter) in nearly the same place (box IoU ≥ 0.5);
+//!    it becomes one line from the first to the last time it was seen, with the text and box
+//!    of its most confident reading. So a caption burned in from 5 s to 7 s of a 9 s shot is
+//!    a line `5.0..7.0`, since the frames where it appears and goes are sampled (the picture
+//!    changed). `bbox` is the axis-aligned box of the detected quadrilateral in frame pixels.
 //!
 //! The angle classifier of PaddleOCR (for upside-down text) is not used: text in video is
 //! upright.
@@ -86,11 +93,14 @@
 //! Detection dominates; recognition adds roughly 10-30 ms per batch of 6 lines.
 //!
 //! - The default recogniser is PP-OCRv4's Chinese + English model: it reads Latin text well
-//!   but often drops the space between upper-case words ("HEIMDEXDEMO"); RapidOCR with the
-//!   same model does the same. Search should therefore not rely on exact word boundaries in
-//!   OCR text.
-//! - One keyframe per shot is read: text that appears only in the middle of a long shot
-//!   (e.g. a lower third fading in after the keyframe) is missed.
+//!   but often emits no space between upper-case words ("HEIMDEXDEMO"; RapidOCR with the
+//!   same model does the same). The decoder puts the space back where the blank run between
+//!   two letters is much longer than the line's usual letter spacing (see `rec::ctc_greedy`:
+//!   "HEIMDEX DEMO"); tightly set words can still run together.
+//! - Text is read where the picture changed: a caption fading in over many frames is first
+//!   seen when the change since the last frame looked at crosses the threshold, so its start
+//!   can be late by up to the sampling interval (0.5 s). Footage in constant motion samples
+//!   every 0.5 s, which bounds the cost at two detections per second of video.
 //! - Upside-down text is not read (no angle classifier); vertical text is read by turning
 //!   tall boxes 90°.
 //! - Patterned backgrounds occasionally give a short low-confidence false line (a single
@@ -103,8 +113,9 @@ mod rec;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use heimdex_core::FrameRef;
 use heimdex_core::extractor::{ExtractContext, ExtractError, Extractor, Needs, StageData};
-use heimdex_core::sidecar::{BoundingBox, ExtractorInfo, Ocr, OcrLine};
+use heimdex_core::sidecar::{BoundingBox, ExtractorInfo, Ocr, OcrLine, Shot};
 use ort::session::Session;
 use ort::value::Tensor;
 
@@ -341,7 +352,7 @@ impl PaddleOcr {
         );
         Ok(ExtractorInfo {
             name: Self::NAME.into(),
-            version: "1".into(),
+            version: "2".into(),
             model: Some(model),
             params: Some(params),
         })
@@ -507,42 +518,92 @@ fn bbox_of(quad: &Quad) -> BoundingBox {
     }
 }
 
-/// Whitespace-normalised text, the key for merging the same line across shots.
+/// Whitespace-normalised text, the key for merging the same line across frames.
 fn merge_key(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Lines per keyframe (in keyframe order, each with its time range) → sidecar lines: the
-/// same text on consecutive keyframes is merged into one line spanning them.
+/// Intersection over union of two boxes.
+fn iou(a: &BoundingBox, b: &BoundingBox) -> f32 {
+    let x0 = a.x.max(b.x);
+    let y0 = a.y.max(b.y);
+    let x1 = (a.x + a.w).min(b.x + b.w);
+    let y1 = (a.y + a.h).min(b.y + b.h);
+    let inter = (x1 - x0).max(0.0) * (y1 - y0).max(0.0);
+    let union = a.w * a.h + b.w * b.h - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// Similarity of two texts in 0..=1: one minus their edit distance over the longer length
+/// (characters, case-insensitive).
+fn text_similarity(a: &str, b: &str) -> f32 {
+    let a: Vec<char> = a.to_lowercase().chars().collect();
+    let b: Vec<char> = b.to_lowercase().chars().collect();
+    let longest = a.len().max(b.len());
+    if longest == 0 {
+        return 1.0;
+    }
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    1.0 - prev[b.len()] as f32 / longest as f32
+}
+
+/// Whether `line` (seen now) continues `open` (seen on the previous frame): the same text, or
+/// nearly the same text (a misread letter) in nearly the same place.
+fn continues(open: &OcrLine, key: &str, bbox: &BoundingBox) -> bool {
+    open.text == key || (iou(&open.bbox, bbox) >= 0.5 && text_similarity(&open.text, key) >= 0.75)
+}
+
+/// Lines per frame looked at (in time order, each with the time range it stands for) →
+/// sidecar lines: a line is tracked across consecutive frames (same text, or nearly the same
+/// text in the same place) and becomes one line from the first to the last time it was seen,
+/// with the text of its most confident reading.
 fn merge_lines(frames: Vec<((f64, f64), Vec<TextLine>)>) -> Vec<OcrLine> {
     let mut out: Vec<OcrLine> = Vec::new();
-    // (key, index into out) of the lines seen on the previous keyframe.
-    let mut previous: Vec<(String, usize)> = Vec::new();
+    // Indexes into `out` of the lines seen on the previous frame.
+    let mut previous: Vec<usize> = Vec::new();
     for ((start_s, end_s), lines) in frames {
         let mut current = Vec::with_capacity(lines.len());
         for line in lines {
             let key = merge_key(&line.text);
             let open = previous
                 .iter()
-                .position(|(k, _)| *k == key)
-                .map(|p| previous.swap_remove(p).1);
+                .position(|&i| out[i].text == key)
+                .or_else(|| {
+                    previous
+                        .iter()
+                        .position(|&i| continues(&out[i], &key, &line.bbox))
+                })
+                .map(|p| previous.swap_remove(p));
             match open {
                 Some(i) => {
                     let l = &mut out[i];
                     l.end_s = l.end_s.max(end_s);
                     l.start_s = l.start_s.min(start_s);
-                    l.confidence = l.confidence.max(line.confidence);
-                    current.push((key, i));
+                    if line.confidence > l.confidence {
+                        l.confidence = line.confidence;
+                        l.text = key;
+                        l.bbox = line.bbox;
+                    }
+                    current.push(i);
                 }
                 None => {
                     out.push(OcrLine {
                         start_s,
                         end_s,
-                        text: key.clone(),
+                        text: key,
                         bbox: line.bbox,
                         confidence: line.confidence,
                     });
-                    current.push((key, out.len() - 1));
+                    current.push(out.len() - 1);
                 }
             }
         }
@@ -558,7 +619,7 @@ impl Extractor for PaddleOcr {
     }
 
     fn needs(&self) -> Needs {
-        Needs::keyframes()
+        Needs::keyframes_and_samples()
     }
 
     fn extract(&self, ctx: &ExtractContext<'_>) -> Result<StageData, ExtractError> {
@@ -568,22 +629,24 @@ impl Extractor for PaddleOcr {
             .as_ref()
             .map(|s| s.data.shots.as_slice())
             .unwrap_or(&[]);
-        let mut order: Vec<usize> = (0..ctx.keyframes.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (ka, kb) = (&ctx.keyframes[a], &ctx.keyframes[b]);
-            ka.shot_index
-                .cmp(&kb.shot_index)
-                .then(ka.time_s.total_cmp(&kb.time_s))
+        // Every frame looked at (keyframes and mid-shot samples), in time order.
+        let mut order: Vec<&FrameRef<'_>> = ctx.keyframes.iter().chain(ctx.samples).collect();
+        order.sort_by(|a, b| {
+            a.shot_index
+                .cmp(&b.shot_index)
+                .then(a.time_s.total_cmp(&b.time_s))
         });
         let total = order.len().max(1) as f32;
         (ctx.progress)(0.0);
 
-        // Detect on every keyframe and cut the boxes out: 60% of the progress.
+        // Detect on every frame and cut the boxes out: 60% of the progress.
         let mut boxes: Vec<(usize, Quad, RgbBuf)> = Vec::new();
-        for (done, &i) in order.iter().enumerate() {
-            let kf = &ctx.keyframes[i];
+        for (done, kf) in order.iter().enumerate() {
             let img = checked_view(kf.width, kf.height, kf.rgb).map_err(|e| {
-                ExtractError::Failed(format!("keyframe of shot {}: {e}", kf.shot_index))
+                ExtractError::Failed(format!(
+                    "frame of shot {} at {:.2} s: {e}",
+                    kf.shot_index, kf.time_s
+                ))
             })?;
             for quad in self.detect(img)? {
                 if let Some(crop) = image::crop_quad(img, &quad) {
@@ -599,15 +662,7 @@ impl Extractor for PaddleOcr {
 
         let mut frames: Vec<((f64, f64), Vec<TextLine>)> = order
             .iter()
-            .map(|&i| {
-                let kf = &ctx.keyframes[i];
-                let range = shots
-                    .iter()
-                    .find(|s| s.index == kf.shot_index)
-                    .map(|s| (s.start_s, s.end_s.max(s.start_s)))
-                    .unwrap_or((kf.time_s, kf.time_s));
-                (range, Vec::new())
-            })
+            .map(|f| (observed_range(&order, shots, f), Vec::new()))
             .collect();
         for ((pos, quad, _), (text, conf)) in boxes.iter().zip(texts) {
             if let Some(line) = self.accept(quad, text, conf) {
@@ -619,6 +674,33 @@ impl Extractor for PaddleOcr {
             lines: merge_lines(frames),
         }))
     }
+}
+
+/// The time a frame of `order` (sorted by shot, then time) stands for: from its own time (the
+/// shot's start for the shot's first frame) to the next frame looked at in the same shot (the
+/// shot's end for its last).
+fn observed_range(order: &[&FrameRef<'_>], shots: &[Shot], f: &FrameRef<'_>) -> (f64, f64) {
+    let shot = shots.iter().find(|s| s.index == f.shot_index);
+    let (shot_start, shot_end) = shot
+        .map(|s| (s.start_s, s.end_s.max(s.start_s)))
+        .unwrap_or((f.time_s, f.time_s));
+    let same_shot = || order.iter().filter(|o| o.shot_index == f.shot_index);
+    let first = same_shot().all(|o| o.time_s >= f.time_s);
+    let next = same_shot()
+        .map(|o| o.time_s)
+        .filter(|t| *t > f.time_s)
+        .fold(f64::INFINITY, f64::min);
+    let start = if first {
+        shot_start.min(f.time_s)
+    } else {
+        f.time_s
+    };
+    let end = if next.is_finite() {
+        next
+    } else {
+        shot_end.max(f.time_s)
+    };
+    (start, end)
 }
 
 #[cfg(test)]
@@ -661,6 +743,69 @@ mod tests {
             ]
         );
         assert_eq!(lines[0].confidence, 0.95);
+    }
+
+    #[test]
+    fn a_misread_letter_in_the_same_place_continues_the_line() {
+        let mut misread = line("ZEPHYR OBSERVAT0RY", 0.7);
+        misread.bbox.x += 0.5;
+        let lines = merge_lines(vec![
+            ((5.0, 5.5), vec![line("ZEPHYR OBSERVATORY", 0.9)]),
+            ((5.5, 6.0), vec![misread]),
+            ((6.0, 7.0), vec![line("ZEPHYR OBSERVATORY", 0.8)]),
+            ((7.0, 9.0), vec![]),
+            ((9.0, 9.5), vec![line("ZEPHYR OBSERVATORY", 0.8)]),
+        ]);
+        let got: Vec<(&str, f64, f64)> = lines
+            .iter()
+            .map(|l| (l.text.as_str(), l.start_s, l.end_s))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ZEPHYR OBSERVATORY", 5.0, 7.0),
+                ("ZEPHYR OBSERVATORY", 9.0, 9.5)
+            ]
+        );
+        // Different text in the same place is a new line.
+        let lines = merge_lines(vec![
+            ((0.0, 1.0), vec![line("Chapter one", 0.9)]),
+            ((1.0, 2.0), vec![line("Credits", 0.9)]),
+        ]);
+        assert_eq!(lines.len(), 2);
+        assert!(text_similarity("kitten", "sitting") > 0.5);
+        assert_eq!(text_similarity("", ""), 1.0);
+    }
+
+    #[test]
+    fn frames_stand_for_the_time_until_the_next_one() {
+        let shot = |index, start_s, end_s| Shot {
+            index,
+            start_s,
+            end_s,
+            start_frame: 0,
+            end_frame: 0,
+            keyframe: None,
+            descriptors: vec![],
+        };
+        let shots = [shot(0, 0.0, 9.0), shot(1, 9.0, 12.0)];
+        let f = |shot_index, time_s| FrameRef {
+            shot_index,
+            time_s,
+            width: 1,
+            height: 1,
+            rgb: &[0, 0, 0],
+        };
+        let frames = [f(0, 0.5), f(0, 5.0), f(0, 7.0), f(1, 9.5)];
+        let order: Vec<&FrameRef<'_>> = frames.iter().collect();
+        let ranges: Vec<(f64, f64)> = frames
+            .iter()
+            .map(|x| observed_range(&order, &shots, x))
+            .collect();
+        assert_eq!(
+            ranges,
+            vec![(0.0, 5.0), (5.0, 7.0), (7.0, 9.0), (9.0, 12.0)]
+        );
     }
 
     #[test]

@@ -198,12 +198,16 @@ pub struct FiltersIn {
     /// Only moments overlapping [from, to] seconds.
     #[schema(min_items = 2, max_items = 2)]
     pub time: Option<[f64; 2]>,
-    /// Only these kinds: asset, shot, transcript, ocr, custom.
+    /// Only these kinds: asset, shot, transcript, ocr, visual, custom.
     #[serde(default)]
     pub kinds: Vec<String>,
     /// Only moments with all these tags.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Only shots showing all of these (visual labels or broader words, e.g. `dog`,
+    /// `mountain`, `seashore`): the tags `visual:<label>`.
+    #[serde(default)]
+    pub shows: Vec<String>,
     /// Only assets whose duration (seconds) is in [min, max].
     #[schema(min_items = 2, max_items = 2)]
     pub duration: Option<[f64; 2]>,
@@ -556,18 +560,7 @@ pub async fn reindex_asset(
 }
 
 fn kind_of(name: &str) -> Result<SegmentKind, ApiError> {
-    Ok(match name {
-        "asset" => SegmentKind::Asset,
-        "shot" => SegmentKind::Shot,
-        "transcript" => SegmentKind::Transcript,
-        "ocr" => SegmentKind::Ocr,
-        "custom" => SegmentKind::Custom,
-        other => {
-            return Err(ApiError::invalid(format!(
-                "kind {other:?}: expected asset, shot, transcript, ocr or custom"
-            )));
-        }
-    })
+    name.parse().map_err(|e: String| ApiError::invalid(e))
 }
 
 fn finite_range(what: &str, r: Option<[f64; 2]>) -> Result<Option<(f64, f64)>, ApiError> {
@@ -624,6 +617,11 @@ pub async fn search(
         .map(|k| kind_of(k))
         .collect::<Result<_, _>>()?;
     filter.tags = f.tags;
+    filter.tags.extend(
+        f.shows
+            .iter()
+            .map(|l| heimdex_core::segments::visual_tag(l)),
+    );
     filter.duration_range = finite_range("duration", f.duration)?;
     filter.date_range = f.date.map(|[a, b]| (a, b));
     filter.languages = f.languages;

@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use heimdex_core::index::{SearchFilter, SearchRequest};
 use heimdex_core::time_util::timecode;
-use heimdex_core::{ErrorKind, SegmentKind, TenantId};
+use heimdex_core::{ErrorKind, TenantId};
 use heimdex_server::engine::{
     Engine, EngineConfig, EngineError, HomeLock, JobOutcome, ProgressEvent, ProgressSink, Shutdown,
     WorkerOptions,
@@ -169,12 +169,16 @@ struct FilterArgs {
     /// Only moments overlapping this time range, e.g. `10-30` or `1:00-2:30` (seconds or m:ss).
     #[arg(long)]
     time: Option<String>,
-    /// Only these kinds of moment: asset, shot, transcript, ocr, custom (repeatable).
+    /// Only these kinds of moment: asset, shot, transcript, ocr, visual, custom (repeatable).
     #[arg(long = "kind")]
     kinds: Vec<String>,
     /// Only moments carrying this tag (repeatable; all must match).
     #[arg(long = "tag")]
     tags: Vec<String>,
+    /// Only shots showing this: a visual label or a broader word, e.g. `dog`, `mountain`,
+    /// `seashore` (repeatable; all must match).
+    #[arg(long = "shows", visible_alias = "object")]
+    shows: Vec<String>,
     /// Only assets whose duration (seconds) is in MIN-MAX, e.g. `0-60`.
     #[arg(long)]
     duration: Option<String>,
@@ -220,18 +224,17 @@ impl FilterArgs {
             f.time_range = Some((parse_time(a)?, parse_time(b)?));
         }
         for k in &self.kinds {
-            f.kinds.push(match k.as_str() {
-                "asset" => SegmentKind::Asset,
-                "shot" => SegmentKind::Shot,
-                "transcript" => SegmentKind::Transcript,
-                "ocr" => SegmentKind::Ocr,
-                "custom" => SegmentKind::Custom,
-                other => {
-                    anyhow::bail!("--kind {other}: expected asset, shot, transcript, ocr or custom")
-                }
-            });
+            f.kinds.push(
+                k.parse()
+                    .map_err(|e: String| anyhow::anyhow!("--kind: {e}"))?,
+            );
         }
         f.tags = self.tags.clone();
+        f.tags.extend(
+            self.shows
+                .iter()
+                .map(|l| heimdex_core::segments::visual_tag(l)),
+        );
         if let Some(d) = &self.duration {
             let (a, b) = d
                 .split_once('-')

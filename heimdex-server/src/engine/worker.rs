@@ -773,6 +773,14 @@ impl Engine {
         Ok(docs.len())
     }
 
+    /// The decode settings of a job: the configured ones, with mid-shot frame sampling on
+    /// when a stage reads samples (on-screen text).
+    pub(crate) fn analyze_options(&self) -> heimdex_pipeline::AnalyzeOptions {
+        let mut opts = self.cfg.analyze.clone();
+        opts.sample_frames |= self.extractors.iter().any(|e| e.needs().samples);
+        opts
+    }
+
     /// Run the media stages and extractors that are not already current in `previous`.
     async fn compute(
         &self,
@@ -780,7 +788,8 @@ impl Engine {
         previous: Option<Sidecar>,
         report: &(dyn Fn(&str, f32) + Sync),
     ) -> Result<Computed, EngineError> {
-        let media_info = media_stage_infos(&self.cfg.analyze);
+        let opts = self.analyze_options();
+        let media_info = media_stage_infos(&opts);
         let extractor_infos: Vec<ExtractorInfo> =
             self.extractors.iter().map(|e| e.info()).collect();
         // A sidecar of another version of the bytes, or from other media-stage settings
@@ -803,7 +812,6 @@ impl Engine {
 
         let connector = self.connector(&asset.tenant, &asset.source).await?;
         let handle = tokio::runtime::Handle::current();
-        let opts = self.cfg.analyze.clone();
         let block = self.cfg.read_block;
         let key = asset.key.clone();
         let version = asset.version.clone();
@@ -858,12 +866,16 @@ impl Engine {
                 sidecar.audio = Some(StageBlock::new(audio_info, 0, audio.summary()));
             }
             let frames: Vec<FrameRef<'_>> = analysis.frames();
+            let samples: Vec<FrameRef<'_>> = analysis.sample_frames();
             let failure = run_stages(
                 &extractors,
                 previous.as_ref(),
                 &mut sidecar,
-                &frames,
-                analysis.audio.as_ref().map(|a| a.samples.as_slice()),
+                Decoded {
+                    keyframes: &frames,
+                    samples: &samples,
+                    audio: analysis.audio.as_ref().map(|a| a.samples.as_slice()),
+                },
                 &tx,
             );
             Ok(Computed {
@@ -888,7 +900,8 @@ impl Engine {
 
 /// Version of the built-in media stages' semantics; bump it when their output changes so
 /// re-indexing recomputes them.
-pub(crate) const MEDIA_STAGES_VERSION: &str = "1";
+/// 2: frames upright (display-matrix rotation), audio-only files analysed.
+pub(crate) const MEDIA_STAGES_VERSION: &str = "2";
 
 /// Identities of the built-in media stages (probe, shots/keyframes, audio).
 pub(crate) fn media_stage_infos(opts: &heimdex_pipeline::AnalyzeOptions) -> [ExtractorInfo; 3] {
@@ -923,12 +936,19 @@ pub(crate) fn media_stage_infos(opts: &heimdex_pipeline::AnalyzeOptions) -> [Ext
 /// Run the extractors level by level (see [`stage_levels`]); stages of one level run
 /// concurrently on scoped threads. Stages already current in `previous` are copied instead of
 /// run. Returns the first failure; the outputs of every stage that completed are in `sidecar`.
+/// What the single decode pass produced for the stages.
+#[derive(Clone, Copy)]
+struct Decoded<'a> {
+    keyframes: &'a [FrameRef<'a>],
+    samples: &'a [FrameRef<'a>],
+    audio: Option<&'a [f32]>,
+}
+
 fn run_stages(
     extractors: &[Arc<dyn Extractor>],
     previous: Option<&Sidecar>,
     sidecar: &mut Sidecar,
-    frames: &[FrameRef<'_>],
-    audio: Option<&[f32]>,
+    decoded: Decoded<'_>,
     tx: &tokio::sync::mpsc::UnboundedSender<(String, f32)>,
 ) -> Option<EngineError> {
     let n = extractors.len();
@@ -970,13 +990,20 @@ fn run_stages(
                             let needs = ex.needs();
                             let name = info.name.clone();
                             let progress = move |p: f32| report(i, &name, p);
-                            let kfs: &[FrameRef<'_>] = if needs.keyframes { frames } else { &[] };
+                            let kfs: &[FrameRef<'_>] = if needs.keyframes {
+                                decoded.keyframes
+                            } else {
+                                &[]
+                            };
+                            let samples: &[FrameRef<'_>] =
+                                if needs.samples { decoded.samples } else { &[] };
                             let ctx = ExtractContext::new(
                                 current,
                                 kfs,
-                                audio.filter(|_| needs.audio_16k),
+                                decoded.audio.filter(|_| needs.audio_16k),
                                 &progress,
-                            );
+                            )
+                            .with_samples(samples);
                             let t = Instant::now();
                             let out = ex.extract(&ctx).map_err(|source| EngineError::Extractor {
                                 name: info.name.clone(),
@@ -1028,6 +1055,9 @@ fn copy_stage(from: &Sidecar, to: &mut Sidecar, info: &ExtractorInfo) {
     }
     if from.faces.as_ref().is_some_and(|b| same(&b.extractor)) {
         to.faces = from.faces.clone();
+    }
+    if from.visual.as_ref().is_some_and(|b| same(&b.extractor)) {
+        to.visual = from.visual.clone();
     }
     for (name, block) in &from.embeddings {
         if same(&block.extractor) {

@@ -212,18 +212,7 @@ pub(super) fn job_from_row(row: &impl StoredRow) -> Result<Job, StoreError> {
 }
 
 fn segment_kind(name: &str) -> Result<SegmentKind, StoreError> {
-    Ok(match name {
-        "asset" => SegmentKind::Asset,
-        "shot" => SegmentKind::Shot,
-        "transcript" => SegmentKind::Transcript,
-        "ocr" => SegmentKind::Ocr,
-        "custom" => SegmentKind::Custom,
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "unknown segment kind `{other}`"
-            )));
-        }
-    })
+    name.parse().map_err(StoreError::Corrupt)
 }
 
 pub(super) fn segment_from_row(row: &impl StoredRow) -> Result<Segment, StoreError> {

@@ -259,11 +259,11 @@ impl TextEmbeddingStage {
     pub const VERSION: &'static str = "1";
 
     /// A stage over `embedder` (share the same `Arc` with the query side). Runs after
-    /// `transcript` and `ocr`.
+    /// `transcript`, `ocr` and `visual`, whose segments it embeds.
     pub fn new(embedder: Arc<TextEmbedder>) -> Self {
         Self {
             embedder,
-            after: vec!["transcript".into(), "ocr".into()],
+            after: vec!["transcript".into(), "ocr".into(), "visual".into()],
         }
     }
 
