@@ -4,7 +4,7 @@
 //! decode, shots, keyframes, thumbnails, audio, sidecar, store, index) per clip, against
 //! `ffmpeg -v error -i CLIP -f null -` (a plain decode of every stream) on the same machine.
 //!
-//! Part 2, the full default pipeline (speech, OCR, faces, text embeddings; needs
+//! Part 2, the full default pipeline (speech, OCR, faces, visual tags, text embeddings; needs
 //! `make models`): wall time per stage (from the sidecar's stage blocks) and the real-time
 //! factor, media seconds per wall second, of the pipeline and of speech recognition alone.
 //!
@@ -42,7 +42,10 @@ fn ffmpeg_null(clip: &Path) -> Duration {
 async fn ingest(clip: &Path, ml: bool) -> (Duration, Sidecar) {
     let home = tempfile::tempdir().expect("home");
     let t = Instant::now();
-    let mut engine = Engine::open_embedded(home.path(), EngineConfig::default(), None)
+    let cfg = EngineConfig::default()
+        .with_sampling_from_env()
+        .expect("HEIMDEX_SAMPLE_INTERVAL_S");
+    let mut engine = Engine::open_embedded(home.path(), cfg, None)
         .await
         .expect("engine");
     if ml {
@@ -165,6 +168,9 @@ fn stage_ms(s: &Sidecar) -> Vec<(String, u64)> {
     if let Some(b) = &s.faces {
         v.push(("faces".to_owned(), b.elapsed_ms));
     }
+    if let Some(b) = &s.visual {
+        v.push(("visual".to_owned(), b.elapsed_ms));
+    }
     for (name, b) in &s.embeddings {
         v.push((name.clone(), b.elapsed_ms));
     }
@@ -217,7 +223,13 @@ async fn main() {
         );
     }
 
-    println!("\n## Full default pipeline (speech, OCR, faces, text embeddings), one run each");
+    println!(
+        "\n## Full default pipeline (speech, OCR, faces, visual tags, text embeddings), one run each; mid-shot sampling {}",
+        match std::env::var("HEIMDEX_SAMPLE_INTERVAL_S").ok().as_deref() {
+            Some("0") => "off (HEIMDEX_SAMPLE_INTERVAL_S=0)",
+            _ => "on",
+        }
+    );
     println!(
         "{:<32} {:>8} {:>9} {:>9} {:>9}  stage wall ms",
         "clip", "media s", "wall s", "RTF", "ASR RTF"

@@ -45,6 +45,13 @@
 //!    of its most confident reading. So a caption burned in from 5 s to 7 s of a 9 s shot is
 //!    a line `5.0..7.0`, since the frames where it appears and goes are sampled (the picture
 //!    changed). `bbox` is the axis-aligned box of the detected quadrilateral in frame pixels.
+//! 5. **Cost.** A keyframe is read in full. A mid-shot sample is only *glanced* at: the
+//!    detector at 480 px on the longest side (a seventh of the pixels of a 1280 px frame).
+//!    A box overlapping (IoU ≥ 0.5) a line of the frame before it in the shot repeats that
+//!    line (a caption or logo still on screen: no recognition); a new box is cut out of the
+//!    full-size sample and recognised with the others in one batched pass; a line whose box
+//!    is gone ends there. So a sample without text costs one small detection, and text under
+//!    about 30 px high (at 1280 px) that appears mid-shot can be missed (keyframes see it).
 //!
 //! The angle classifier of PaddleOCR (for upside-down text) is not used: text in video is
 //! upright.
@@ -340,7 +347,7 @@ impl PaddleOcr {
         };
         let model = identity(&config.model_name, &[&config.det_path, &config.rec_path])?;
         let params = format!(
-            "det_resize={};det_thresh={};box_thresh={};unclip_ratio={};min_confidence={};rec_batch={};max_boxes={};dict={}",
+            "det_resize={};glance={GLANCE_SIDE};det_thresh={};box_thresh={};unclip_ratio={};min_confidence={};rec_batch={};max_boxes={};dict={}",
             config.det_resize,
             config.det_thresh,
             config.box_thresh,
@@ -396,8 +403,13 @@ impl PaddleOcr {
 
     /// Text boxes of one image, in reading order.
     fn detect(&self, img: RgbView<'_>) -> Result<Vec<Quad>, MlError> {
+        self.detect_sized(img, self.config.det_resize)
+    }
+
+    /// Text boxes of one image with the detector input sized by `resize`.
+    fn detect_sized(&self, img: RgbView<'_>, resize: DetResize) -> Result<Vec<Quad>, MlError> {
         let name = || self.config.det_path.display().to_string();
-        let (dw, dh) = det::input_size(img.w, img.h, self.config.det_resize);
+        let (dw, dh) = det::input_size(img.w, img.h, resize);
         let mut input = vec![0.0f32; 3 * dw * dh];
         image::resize_into_bgr_planes(img, dw, dh, &mut input, dw);
         let tensor = Tensor::from_array(([1usize, 3, dh, dw], input))
@@ -523,6 +535,18 @@ fn merge_key(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Longest side of the detector input for the glance at a mid-shot sample (a seventh of the
+/// pixels of the default 1280): enough to see whether and where captions are.
+const GLANCE_SIDE: u32 = 480;
+
+/// What a text box of a frame becomes: a crop to recognise (index into the crops), or the
+/// line of box `.1` of frame `.0` (the frame before it in the shot), still on screen.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    Read(usize),
+    Carry(usize, usize),
+}
+
 /// Intersection over union of two boxes.
 fn iou(a: &BoundingBox, b: &BoundingBox) -> f32 {
     let x0 = a.x.max(b.x);
@@ -629,46 +653,114 @@ impl Extractor for PaddleOcr {
             .as_ref()
             .map(|s| s.data.shots.as_slice())
             .unwrap_or(&[]);
-        // Every frame looked at (keyframes and mid-shot samples), in time order.
-        let mut order: Vec<&FrameRef<'_>> = ctx.keyframes.iter().chain(ctx.samples).collect();
-        order.sort_by(|a, b| {
+        // Every frame looked at (keyframes and mid-shot samples), in time order, with whether
+        // it is a sample.
+        let mut looked: Vec<(&FrameRef<'_>, bool)> = ctx
+            .keyframes
+            .iter()
+            .map(|k| (k, false))
+            .chain(ctx.samples.iter().map(|s| (s, true)))
+            .collect();
+        looked.sort_by(|(a, _), (b, _)| {
             a.shot_index
                 .cmp(&b.shot_index)
                 .then(a.time_s.total_cmp(&b.time_s))
         });
+        let order: Vec<&FrameRef<'_>> = looked.iter().map(|(f, _)| *f).collect();
         let total = order.len().max(1) as f32;
         (ctx.progress)(0.0);
 
-        // Detect on every frame and cut the boxes out: 60% of the progress.
-        let mut boxes: Vec<(usize, Quad, RgbBuf)> = Vec::new();
-        for (done, kf) in order.iter().enumerate() {
+        // A keyframe is read in full (detector at `det_resize`). A sample is only glanced at
+        // (detector at GLANCE_SIDE, a quarter of the pixels): a box that overlaps a line of
+        // the frame before it in the shot repeats that line (text still on screen), a new
+        // box is cut out of the full frame and recognised, and text that is gone ends. 60%
+        // of the progress.
+        let mut crops: Vec<RgbBuf> = Vec::new();
+        let mut items: Vec<Vec<(Quad, Item)>> = Vec::with_capacity(order.len());
+        let (mut full, mut carried) = (0usize, 0usize);
+        for (done, (kf, is_sample)) in looked.iter().enumerate() {
             let img = checked_view(kf.width, kf.height, kf.rgb).map_err(|e| {
                 ExtractError::Failed(format!(
                     "frame of shot {} at {:.2} s: {e}",
                     kf.shot_index, kf.time_s
                 ))
             })?;
-            for quad in self.detect(img)? {
-                if let Some(crop) = image::crop_quad(img, &quad) {
-                    boxes.push((done, quad, crop));
+            let previous = done
+                .checked_sub(1)
+                .filter(|&p| order[p].shot_index == kf.shot_index);
+            let mut here = Vec::new();
+            if *is_sample {
+                for quad in self.detect_sized(img, DetResize::MaxSide(GLANCE_SIDE))? {
+                    let b = bbox_of(&quad);
+                    let same = previous.and_then(|p| {
+                        items[p]
+                            .iter()
+                            .position(|(q, _)| iou(&bbox_of(q), &b) >= 0.5)
+                            .map(|i| (p, i))
+                    });
+                    match same {
+                        Some((p, i)) => {
+                            carried += 1;
+                            here.push((items[p][i].0, Item::Carry(p, i)));
+                        }
+                        None => {
+                            if let Some(crop) = image::crop_quad(img, &quad) {
+                                crops.push(crop);
+                                here.push((quad, Item::Read(crops.len() - 1)));
+                            }
+                        }
+                    }
+                }
+            } else {
+                full += 1;
+                for quad in self.detect(img)? {
+                    if let Some(crop) = image::crop_quad(img, &quad) {
+                        crops.push(crop);
+                        here.push((quad, Item::Read(crops.len() - 1)));
+                    }
                 }
             }
+            items.push(here);
             (ctx.progress)(60.0 * (done + 1) as f32 / total);
         }
+        tracing::debug!(
+            frames = order.len(),
+            full,
+            glanced = order.len() - full,
+            carried,
+            recognised = crops.len(),
+            "ocr frames"
+        );
 
-        // Recognise all crops together, batched by aspect ratio: the other 40%.
-        let views: Vec<RgbView<'_>> = boxes.iter().map(|(_, _, c)| c.view()).collect();
+        // Recognise every new crop together, batched by aspect ratio: the other 40%.
+        let views: Vec<RgbView<'_>> = crops.iter().map(RgbBuf::view).collect();
         let texts = self.recognize(&views, &mut |f| (ctx.progress)(60.0 + 40.0 * f))?;
 
-        let mut frames: Vec<((f64, f64), Vec<TextLine>)> = order
-            .iter()
-            .map(|f| (observed_range(&order, shots, f), Vec::new()))
-            .collect();
-        for ((pos, quad, _), (text, conf)) in boxes.iter().zip(texts) {
-            if let Some(line) = self.accept(quad, text, conf) {
-                frames[*pos].1.push(line);
-            }
+        // Lines per frame, in order: carried items take the line of the item they repeat.
+        let mut resolved: Vec<Vec<Option<TextLine>>> = Vec::with_capacity(items.len());
+        for frame_items in &items {
+            let lines = frame_items
+                .iter()
+                .map(|(quad, item)| match *item {
+                    Item::Read(c) => {
+                        let (text, conf) = texts[c].clone();
+                        self.accept(quad, text, conf)
+                    }
+                    Item::Carry(p, i) => resolved[p][i].clone(),
+                })
+                .collect();
+            resolved.push(lines);
         }
+        let frames: Vec<((f64, f64), Vec<TextLine>)> = order
+            .iter()
+            .zip(resolved)
+            .map(|(f, lines)| {
+                (
+                    observed_range(&order, shots, f),
+                    lines.into_iter().flatten().collect(),
+                )
+            })
+            .collect();
         (ctx.progress)(100.0);
         Ok(StageData::Ocr(Ocr {
             lines: merge_lines(frames),

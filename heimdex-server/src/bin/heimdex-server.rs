@@ -462,7 +462,9 @@ async fn run(mode: Mode) -> Result<()> {
         )?),
         query_cache: number("HEIMDEX_QUERY_CACHE", defaults.query_cache)?,
         ..defaults
-    };
+    }
+    .with_sampling_from_env()
+    .map_err(anyhow::Error::msg)?;
     if cfg.visibility < Duration::from_secs(3) {
         bail!("HEIMDEX_LEASE_SECS must be at least 3");
     }

@@ -405,7 +405,9 @@ async fn open(
         concurrency: jobs.max(1),
         settle,
         ..defaults
-    };
+    }
+    .with_sampling_from_env()
+    .map_err(anyhow::Error::msg)?;
     let lock = match writer {
         Some(what) => Some(writer_lock(home, what).await?),
         None => None,

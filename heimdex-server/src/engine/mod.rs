@@ -91,6 +91,27 @@ pub struct EngineConfig {
     pub query_cache: usize,
 }
 
+impl EngineConfig {
+    /// `defaults` with the mid-shot sampling interval from `HEIMDEX_SAMPLE_INTERVAL_S`
+    /// (seconds; `0` turns sampling off: on-screen text and visual tags read keyframes only).
+    pub fn with_sampling_from_env(mut self) -> Result<Self, String> {
+        if let Ok(v) = std::env::var("HEIMDEX_SAMPLE_INTERVAL_S") {
+            let s: f64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| {
+                    format!(
+                        "HEIMDEX_SAMPLE_INTERVAL_S={v}: expected seconds (0 turns sampling off)"
+                    )
+                })?;
+            self.analyze.sample_interval_s = s;
+        }
+        Ok(self)
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {

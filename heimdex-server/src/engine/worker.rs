@@ -774,10 +774,12 @@ impl Engine {
     }
 
     /// The decode settings of a job: the configured ones, with mid-shot frame sampling on
-    /// when a stage reads samples (on-screen text).
+    /// when a stage reads samples (on-screen text, visual tags) and the interval is not zero
+    /// (`HEIMDEX_SAMPLE_INTERVAL_S=0` turns it off: keyframes only, faster).
     pub(crate) fn analyze_options(&self) -> heimdex_pipeline::AnalyzeOptions {
         let mut opts = self.cfg.analyze.clone();
-        opts.sample_frames |= self.extractors.iter().any(|e| e.needs().samples);
+        opts.sample_frames |=
+            opts.sample_interval_s > 0.0 && self.extractors.iter().any(|e| e.needs().samples);
         opts
     }
 
