@@ -104,6 +104,10 @@ fn fit(w: u32, h: u32, max_w: u32, max_side: u32) -> (u32, u32) {
     (nw, nh)
 }
 
+/// Longest side of mid-shot samples: what OCR's glance (480 px) and the recognition of
+/// captions need, at about half the pixels (and conversion time) of a 1280 px keyframe.
+pub(crate) const SAMPLE_MAX_SIDE: u32 = 960;
+
 /// A pixel counts as changed when one of its channels moved by at least this much (0..=255)
 /// between two downscaled frames: above compression noise, below any real edit.
 const PIXEL_CHANGE: u8 = 24;
@@ -162,6 +166,7 @@ struct VideoSink<'o> {
     frame_dur: f64,
     analysis: Option<Scaler>,
     keyscaler: Option<Scaler>,
+    samplescaler: Option<Scaler>,
     small: Vec<u8>,
     detector: CutDetector,
     index: u64,
@@ -225,7 +230,8 @@ impl<'o> VideoSink<'o> {
         {
             return Ok(());
         }
-        let c = self.capture(f, t)?;
+        let side = self.keyframe_side.min(SAMPLE_MAX_SIDE);
+        let c = self.capture_at(f, t, side, true)?;
         let mut image = FrameImage {
             shot_index: u32::try_from(self.shots.len()).unwrap_or(u32::MAX),
             time_s: c.time_s,
@@ -251,8 +257,26 @@ impl<'o> VideoSink<'o> {
         // Never capture below the thumbnail size: thumbnails keep their quality when the
         // keyframe budget shrinks the keyframes.
         let side = self.keyframe_side.max(self.opts.thumbnail_max_width);
+        self.capture_at(f, t, side, false)
+    }
+
+    /// Capture `f` as upright RGB with its longest side at most `side`, through the
+    /// keyframe scaler or (for samples, whose size differs) a scaler of their own, so
+    /// neither is rebuilt when the two alternate.
+    fn capture_at(
+        &mut self,
+        f: &frame::Video,
+        t: f64,
+        side: u32,
+        sample: bool,
+    ) -> Result<KeyCandidate, PipelineError> {
         let (w, h) = fit(f.width(), f.height(), u32::MAX, side);
-        let sc = Scaler::get(&mut self.keyscaler, f, w, h, scaling::Flags::BILINEAR)?;
+        let slot = if sample {
+            &mut self.samplescaler
+        } else {
+            &mut self.keyscaler
+        };
+        let sc = Scaler::get(slot, f, w, h, scaling::Flags::BILINEAR)?;
         let mut rgb = Vec::new();
         let (width, height) = sc.convert_into(f, &mut rgb)?;
         let (rgb, width, height) = keyframe::rotate(rgb, width, height, self.rotation);
@@ -613,6 +637,7 @@ pub(crate) fn run(
         frame_dur,
         analysis: None,
         keyscaler: None,
+        samplescaler: None,
         small: Vec::new(),
         detector: CutDetector::new(opts.shot_threshold, opts.min_shot_frames),
         index: 0,

@@ -185,6 +185,7 @@ impl AnalyzeOptions {
                 ";samples={}s/{}",
                 self.sample_interval_s, self.sample_change
             ));
+            s.push_str(&format!(";sample_side={}", analyze::SAMPLE_MAX_SIDE));
         }
         s
     }
@@ -284,7 +285,8 @@ impl std::fmt::Debug for KeyframeImage {
     }
 }
 
-/// A frame sampled mid-shot, upright, at the keyframes' size.
+/// A frame sampled mid-shot, upright, its longest side at most 960 px (and at most the
+/// keyframes' size): stages that report positions scale them to the keyframe of the shot.
 #[derive(Clone, PartialEq)]
 pub struct FrameImage {
     /// Index of the shot it belongs to.

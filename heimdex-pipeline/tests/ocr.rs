@@ -319,11 +319,7 @@ fn text_appearing_mid_shot_is_found_with_its_own_time_range() {
             samples.len()
         );
         for f in &samples {
-            assert_eq!(
-                (f.width, f.height),
-                (1280, 720),
-                "{name}: samples at full size"
-            );
+            assert_eq!((f.width, f.height), (960, 540), "{name}: samples at 960 px");
         }
 
         // The keyframe (0.5 s) alone cannot see it: the old behaviour.

@@ -52,6 +52,8 @@
 //!    full-size sample and recognised with the others in one batched pass; a line whose box
 //!    is gone ends there. So a sample without text costs one small detection, and text under
 //!    about 30 px high (at 1280 px) that appears mid-shot can be missed (keyframes see it).
+//!    Samples are captured at most 960 px wide; their boxes are scaled to the pixels of
+//!    their shot's keyframe, like every other box.
 //!
 //! The angle classifier of PaddleOCR (for upside-down text) is not used: text in video is
 //! upright.
@@ -690,7 +692,15 @@ impl Extractor for PaddleOcr {
                 .filter(|&p| order[p].shot_index == kf.shot_index);
             let mut here = Vec::new();
             if *is_sample {
-                for quad in self.detect_sized(img, DetResize::MaxSide(GLANCE_SIDE))? {
+                // Positions are reported in the pixels of the shot's keyframe (samples are
+                // smaller), so lines are tracked and boxed alike on every frame.
+                let scale = ctx
+                    .keyframes
+                    .iter()
+                    .find(|k| k.shot_index == kf.shot_index)
+                    .map_or(1.0, |k| k.width as f32 / kf.width.max(1) as f32);
+                for glance in self.detect_sized(img, DetResize::MaxSide(GLANCE_SIDE))? {
+                    let quad = glance.map(|[x, y]| [x * scale, y * scale]);
                     let b = bbox_of(&quad);
                     let same = previous.and_then(|p| {
                         items[p]
@@ -704,7 +714,7 @@ impl Extractor for PaddleOcr {
                             here.push((items[p][i].0, Item::Carry(p, i)));
                         }
                         None => {
-                            if let Some(crop) = image::crop_quad(img, &quad) {
+                            if let Some(crop) = image::crop_quad(img, &glance) {
                                 crops.push(crop);
                                 here.push((quad, Item::Read(crops.len() - 1)));
                             }

@@ -278,13 +278,31 @@ impl Extractor for VisualStage {
                     reason: e.to_string(),
                 })?;
         (ctx.progress)(60.0);
-        let detections = match &self.detector {
+        let mut detections = match &self.detector {
             Some(d) => d.detect(&frames).map_err(|e| ExtractError::Model {
                 model: d.model_id().name.clone(),
                 reason: e.to_string(),
             })?,
             None => Vec::new(),
         };
+        // Boxes in the pixels of the shot's keyframe (the first frame of each shot's range;
+        // samples are smaller).
+        for (_, range) in &shot_frames {
+            let Some(key_width) = frames.get(range.start).map(|k| k.width as f32) else {
+                continue;
+            };
+            for i in range.clone().skip(1) {
+                let scale = key_width / frames[i].width.max(1) as f32;
+                if let Some(dets) = detections.get_mut(i) {
+                    for d in dets {
+                        d.bbox.x *= scale;
+                        d.bbox.y *= scale;
+                        d.bbox.w *= scale;
+                        d.bbox.h *= scale;
+                    }
+                }
+            }
+        }
         (ctx.progress)(95.0);
         let detector_name = self
             .detector
