@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use heimdex_core::extractor::{ExtractContext, Extractor, FrameRef, StageData};
-use heimdex_core::sidecar::{Keyframe, Ocr, Sidecar, SidecarAsset, StageBlock};
+use heimdex_core::sidecar::{Ocr, Sidecar};
 use heimdex_pipeline::ml::ocr::{OcrConfig, PaddleOcr};
 use heimdex_pipeline::{Analysis, AnalyzeOptions};
 
@@ -93,43 +93,6 @@ fn text_clip(dir: &Path) -> std::path::PathBuf {
     out
 }
 
-/// The sidecar the worker builds from an analysis (technical metadata + shots with keyframes).
-fn sidecar_of(analysis: &Analysis) -> Sidecar {
-    let mut sidecar = Sidecar::new(SidecarAsset {
-        id: "ocr-test".into(),
-        tenant: "default".into(),
-        source: "test".into(),
-        key: "ocr-text.mp4".into(),
-        version: "1".into(),
-        size: 1,
-    });
-    let info = |name: &str| heimdex_core::sidecar::ExtractorInfo {
-        name: name.into(),
-        version: "1".into(),
-        model: None,
-        params: None,
-    };
-    sidecar.technical = Some(StageBlock::new(
-        info("ffmpeg.probe"),
-        0,
-        analysis.technical.clone(),
-    ));
-    let mut shots = analysis.shots.clone();
-    for kf in &analysis.keyframes {
-        if let Some(shot) = shots.shots.get_mut(kf.shot_index as usize) {
-            shot.keyframe = Some(Keyframe {
-                time_s: kf.time_s,
-                frame: kf.frame,
-                thumbnail: format!("thumbs/{}.jpg", kf.shot_index),
-                width: kf.thumb_width,
-                height: kf.thumb_height,
-            });
-        }
-    }
-    sidecar.shots = Some(StageBlock::new(info("shots.content-hsv"), 0, shots));
-    sidecar
-}
-
 fn frames_of(analysis: &Analysis) -> Vec<FrameRef<'_>> {
     analysis.frames()
 }
@@ -171,7 +134,7 @@ fn burned_in_text_is_found_with_shot_time_ranges() {
         "cut at {}",
         shots[1].start_s
     );
-    let sidecar = sidecar_of(&analysis);
+    let sidecar = common::sidecar_of(&analysis);
     let frames = frames_of(&analysis);
 
     let started = Instant::now();
@@ -308,7 +271,7 @@ fn text_appearing_mid_shot_is_found_with_its_own_time_range() {
         let analysis = heimdex_pipeline::analyze(common::open(&clip), &opts, &mut |_| {})
             .expect("analyze the generated clip");
         assert_eq!(analysis.shots.shots.len(), 1, "{name}: one shot");
-        let sidecar = sidecar_of(&analysis);
+        let sidecar = common::sidecar_of(&analysis);
         let frames = frames_of(&analysis);
         let samples = analysis.sample_frames();
         let times: Vec<String> = samples.iter().map(|f| format!("{:.2}", f.time_s)).collect();

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use heimdex_core::extractor::{ExtractContext, Extractor, StageData};
-use heimdex_core::sidecar::{Keyframe, Sidecar, SidecarAsset, StageBlock, Visual};
+use heimdex_core::sidecar::Visual;
 use heimdex_pipeline::ml::models::models_dir;
 use heimdex_pipeline::ml::visual::{VisualConfig, VisualStage};
 use heimdex_pipeline::{Analysis, AnalyzeOptions};
@@ -37,40 +37,8 @@ fn analyze(path: &Path) -> Analysis {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The sidecar the worker builds (shots with keyframes and descriptors).
-fn sidecar_of(analysis: &Analysis) -> Sidecar {
-    let mut sidecar = Sidecar::new(SidecarAsset {
-        id: "visual-test".into(),
-        tenant: "default".into(),
-        source: "test".into(),
-        key: "clip.mp4".into(),
-        version: "1".into(),
-        size: 1,
-    });
-    let info = |name: &str| heimdex_core::sidecar::ExtractorInfo {
-        name: name.into(),
-        version: "1".into(),
-        model: None,
-        params: None,
-    };
-    let mut shots = analysis.shots.clone();
-    for kf in &analysis.keyframes {
-        if let Some(shot) = shots.shots.get_mut(kf.shot_index as usize) {
-            shot.keyframe = Some(Keyframe {
-                time_s: kf.time_s,
-                frame: kf.frame,
-                thumbnail: format!("thumbs/{}.jpg", kf.shot_index),
-                width: kf.thumb_width,
-                height: kf.thumb_height,
-            });
-        }
-    }
-    sidecar.shots = Some(StageBlock::new(info("shots.content-hsv"), 0, shots));
-    sidecar
-}
-
 fn run(analysis: &Analysis) -> Visual {
-    let sidecar = sidecar_of(analysis);
+    let sidecar = common::sidecar_of(analysis);
     let frames = analysis.frames();
     let samples = analysis.sample_frames();
     let progress = |_: f32| {};

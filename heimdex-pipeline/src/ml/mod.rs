@@ -21,6 +21,8 @@ pub mod objects;
 #[cfg(feature = "ocr")]
 pub mod ocr;
 #[cfg(feature = "tags")]
+mod planar;
+#[cfg(feature = "tags")]
 pub mod tags;
 #[cfg(feature = "tags")]
 pub mod visual;

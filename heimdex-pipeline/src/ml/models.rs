@@ -169,6 +169,19 @@ pub fn sha256_file(path: &Path) -> Result<String, MlError> {
     Ok(h)
 }
 
+/// `Ok` when the model file at `path` exists, else [`MlError::ModelMissing`] naming the
+/// setting `hint` that points at it.
+pub(crate) fn require(path: &Path, hint: &str) -> Result<(), MlError> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(MlError::ModelMissing {
+            path: path.display().to_string(),
+            hint: hint.into(),
+        })
+    }
+}
+
 /// The identity of a model: `name` plus the SHA-256 of its file(s). For several files the
 /// hash is SHA-256 over their hashes in the given order.
 pub fn identity(name: &str, files: &[&Path]) -> Result<ModelIdentity, MlError> {

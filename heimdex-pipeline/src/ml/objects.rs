@@ -27,12 +27,12 @@ use std::sync::Mutex;
 
 use heimdex_core::extractor::FrameRef;
 use heimdex_core::sidecar::{BoundingBox, ModelIdentity};
-use image::{ImageBuffer, Rgb, imageops};
 use ort::session::Session;
 use ort::value::Tensor;
 
 use super::MlError;
-use super::models::{identity, models_dir};
+use super::models::{identity, models_dir, require};
+use super::planar::{Region, planar_rgb};
 use super::runtime;
 
 /// Name of the default detector in [`ModelIdentity`].
@@ -164,17 +164,8 @@ impl ObjectDetector {
 
     /// The identity of the model and anchors without loading them.
     pub fn model_identity(config: &ObjectConfig) -> Result<ModelIdentity, MlError> {
-        for (path, hint) in [
-            (&config.model, "ObjectConfig::model"),
-            (&config.anchors, "ObjectConfig::anchors"),
-        ] {
-            if !path.exists() {
-                return Err(MlError::ModelMissing {
-                    path: path.display().to_string(),
-                    hint: hint.into(),
-                });
-            }
-        }
+        require(&config.model, "ObjectConfig::model")?;
+        require(&config.anchors, "ObjectConfig::anchors")?;
         identity(MODEL_NAME, &[&config.model, &config.anchors])
     }
 
@@ -302,26 +293,13 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 
 /// The frame stretched to 300×300, appended to `out` as planar RGB 0..255.
 fn preprocess(frame: &FrameRef<'_>, out: &mut Vec<f32>) -> Result<(), String> {
-    let (w, h) = (frame.width, frame.height);
-    if w == 0 || h == 0 || frame.rgb.len() as u64 != u64::from(w) * u64::from(h) * 3 {
-        return Err(format!(
-            "frame of shot {} has {} bytes, not {w}x{h}x3",
-            frame.shot_index,
-            frame.rgb.len()
-        ));
-    }
-    let img: ImageBuffer<Rgb<u8>, &[u8]> = ImageBuffer::from_raw(w, h, frame.rgb)
-        .ok_or_else(|| format!("frame of shot {} is not {w}x{h} RGB", frame.shot_index))?;
-    let resized = imageops::resize(&img, INPUT_SIZE, INPUT_SIZE, imageops::FilterType::Triangle);
-    let plane = (INPUT_SIZE * INPUT_SIZE) as usize;
-    let start = out.len();
-    out.resize(start + 3 * plane, 0.0);
-    for (i, p) in resized.pixels().enumerate() {
-        for c in 0..3 {
-            out[start + c * plane + i] = f32::from(p.0[c]);
-        }
-    }
-    Ok(())
+    let whole = Region {
+        x: 0,
+        y: 0,
+        w: frame.width,
+        h: frame.height,
+    };
+    planar_rgb(frame, whole, INPUT_SIZE, INPUT_SIZE, out)
 }
 
 #[cfg(test)]

@@ -130,7 +130,7 @@ use ort::value::Tensor;
 
 use self::image::{RgbBuf, RgbView};
 use super::MlError;
-use super::models::{default_model, identity, sha256_file};
+use super::models::{default_model, identity, require, sha256_file};
 use super::runtime::session;
 
 /// A text box: top-left, top-right, bottom-right, bottom-left corners `[x, y]` in pixels.
@@ -266,13 +266,6 @@ impl std::fmt::Debug for PaddleOcr {
     }
 }
 
-fn missing(path: &std::path::Path, hint: &str) -> MlError {
-    MlError::ModelMissing {
-        path: path.display().to_string(),
-        hint: hint.into(),
-    }
-}
-
 impl PaddleOcr {
     /// Stage name in the sidecar.
     pub const NAME: &'static str = "ocr";
@@ -330,19 +323,11 @@ impl PaddleOcr {
     /// loading the models: checks the files exist and hashes them ([`sha256_file`] caches
     /// the hashes).
     pub fn describe(config: &OcrConfig) -> Result<ExtractorInfo, MlError> {
-        for (path, hint) in [
-            (&config.det_path, "OcrConfig::det_path"),
-            (&config.rec_path, "OcrConfig::rec_path"),
-        ] {
-            if !path.exists() {
-                return Err(missing(path, hint));
-            }
-        }
+        require(&config.det_path, "OcrConfig::det_path")?;
+        require(&config.rec_path, "OcrConfig::rec_path")?;
         let dict_id = match &config.dict_path {
             Some(path) => {
-                if !path.exists() {
-                    return Err(missing(path, "OcrConfig::dict_path"));
-                }
+                require(path, "OcrConfig::dict_path")?;
                 sha256_file(path)?[..16].to_owned()
             }
             None => "model-metadata".to_owned(),

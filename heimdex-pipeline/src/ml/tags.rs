@@ -60,7 +60,8 @@ use ort::value::Tensor;
 use sha2::{Digest, Sha256};
 
 use super::MlError;
-use super::models::{models_dir, sha256_file};
+use super::models::{models_dir, require, sha256_file};
+use super::planar::{Region, planar_rgb};
 use super::runtime;
 
 /// Name of the default model in [`ModelIdentity`].
@@ -205,17 +206,8 @@ impl Tagger {
     /// The identity [`load`](Self::load) would give the tagger, without loading the model:
     /// checks the files exist and hashes them ([`sha256_file`] caches the hashes).
     pub fn model_identity(config: &TaggerConfig) -> Result<ModelIdentity, MlError> {
-        for (path, hint) in [
-            (&config.model, "TaggerConfig::model"),
-            (&config.labels, "TaggerConfig::labels"),
-        ] {
-            if !path.exists() {
-                return Err(MlError::ModelMissing {
-                    path: path.display().to_string(),
-                    hint: hint.into(),
-                });
-            }
-        }
+        require(&config.model, "TaggerConfig::model")?;
+        require(&config.labels, "TaggerConfig::labels")?;
         let mut h = Sha256::new();
         h.update(sha256_file(&config.model)?.as_bytes());
         h.update(sha256_file(&config.labels)?.as_bytes());
@@ -319,67 +311,15 @@ impl Tagger {
 
 /// Centre square of the frame, resized to 224x224, appended to `out` as planar RGB 0..255.
 fn preprocess(frame: &FrameRef<'_>, out: &mut Vec<f32>) -> Result<(), String> {
-    let (w, h) = (frame.width as usize, frame.height as usize);
-    if w == 0 || h == 0 || frame.rgb.len() != w * h * 3 {
-        return Err(format!(
-            "frame of shot {} has {} bytes, not {w}x{h}x3",
-            frame.shot_index,
-            frame.rgb.len()
-        ));
-    }
+    let (w, h) = (frame.width, frame.height);
     let s = w.min(h);
-    let (x0, y0) = ((w - s) / 2, (h - s) / 2);
-    let side = INPUT_SIZE as usize;
-    let taps = triangle_taps(s, side);
-    // Vertical pass over the square's columns: `side` rows of `s` RGB pixels.
-    let mut rows = vec![0f32; side * s * 3];
-    for (row, (first, weights)) in rows.chunks_exact_mut(s * 3).zip(&taps) {
-        for (k, &wt) in weights.iter().enumerate() {
-            let y = y0 + first + k;
-            let src = &frame.rgb[(y * w + x0) * 3..(y * w + x0 + s) * 3];
-            for (acc, &v) in row.iter_mut().zip(src) {
-                *acc += wt * f32::from(v);
-            }
-        }
-    }
-    // Horizontal pass, written straight into the three planes.
-    let base = out.len();
-    out.resize(base + 3 * side * side, 0.0);
-    let (r, rest) = out[base..].split_at_mut(side * side);
-    let (g, b) = rest.split_at_mut(side * side);
-    for (y, row) in rows.chunks_exact(s * 3).enumerate() {
-        for (x, (first, weights)) in taps.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for (px, &wt) in row[first * 3..].chunks_exact(3).zip(weights) {
-                acc[0] += wt * px[0];
-                acc[1] += wt * px[1];
-                acc[2] += wt * px[2];
-            }
-            let i = y * side + x;
-            (r[i], g[i], b[i]) = (acc[0], acc[1], acc[2]);
-        }
-    }
-    Ok(())
-}
-
-/// Resampling `src` samples to `dst` with a triangle filter whose radius is one output pixel
-/// (in source pixels: `max(1, src/dst)`), as PIL's antialiased bilinear resize does: for each
-/// output sample, the first source index and the normalised weights from there on.
-fn triangle_taps(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
-    let scale = src as f64 / dst as f64;
-    let radius = scale.max(1.0);
-    (0..dst)
-        .map(|i| {
-            let centre = (i as f64 + 0.5) * scale;
-            let first = (centre - radius).floor().max(0.0) as usize;
-            let end = ((centre + radius).ceil() as usize).min(src);
-            let weights: Vec<f64> = (first..end)
-                .map(|j| (1.0 - ((j as f64 + 0.5 - centre) / radius).abs()).max(0.0))
-                .collect();
-            let sum: f64 = weights.iter().sum();
-            (first, weights.iter().map(|v| (v / sum) as f32).collect())
-        })
-        .collect()
+    let square = Region {
+        x: (w - s) / 2,
+        y: (h - s) / 2,
+        w: s,
+        h: s,
+    };
+    planar_rgb(frame, square, INPUT_SIZE, INPUT_SIZE, out)
 }
 
 /// Numerically stable softmax.

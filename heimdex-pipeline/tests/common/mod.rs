@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use heimdex_core::sidecar::{ExtractorInfo, Keyframe, Sidecar, SidecarAsset, StageBlock};
 use heimdex_pipeline::{Analysis, AnalyzeOptions, PipelineError};
 
 /// `$HEIMDEX_SAMPLES`. Panics with the fix when it is unset or incomplete: `make test` and CI
@@ -162,4 +163,42 @@ impl<R: Seek> Seek for Counting<R> {
         self.seeks.fetch_add(1, Ordering::Relaxed);
         self.inner.seek(pos)
     }
+}
+
+/// The sidecar the worker builds from an analysis (technical metadata + shots with keyframes),
+/// for running stages on it.
+pub fn sidecar_of(analysis: &Analysis) -> Sidecar {
+    let mut sidecar = Sidecar::new(SidecarAsset {
+        id: "ocr-test".into(),
+        tenant: "default".into(),
+        source: "test".into(),
+        key: "ocr-text.mp4".into(),
+        version: "1".into(),
+        size: 1,
+    });
+    let info = |name: &str| ExtractorInfo {
+        name: name.into(),
+        version: "1".into(),
+        model: None,
+        params: None,
+    };
+    sidecar.technical = Some(StageBlock::new(
+        info("ffmpeg.probe"),
+        0,
+        analysis.technical.clone(),
+    ));
+    let mut shots = analysis.shots.clone();
+    for kf in &analysis.keyframes {
+        if let Some(shot) = shots.shots.get_mut(kf.shot_index as usize) {
+            shot.keyframe = Some(Keyframe {
+                time_s: kf.time_s,
+                frame: kf.frame,
+                thumbnail: format!("thumbs/{}.jpg", kf.shot_index),
+                width: kf.thumb_width,
+                height: kf.thumb_height,
+            });
+        }
+    }
+    sidecar.shots = Some(StageBlock::new(info("shots.content-hsv"), 0, shots));
+    sidecar
 }
